@@ -1,0 +1,510 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// HubOptions configures a [Hub]. The zero value is valid: every field
+// documents its default. NewHub copies the options.
+type HubOptions struct {
+	// Backplane connects this hub to the hubs of other nodes. The hub opens
+	// it and closes it in Close. Default: a private in-memory backplane
+	// (backplane/memory with its defaults), for a single process.
+	Backplane Backplane
+
+	// Authenticate judges the credentials of a connecting client. Default:
+	// everyone is accepted as the anonymous principal.
+	Authenticate Authenticator
+	// Authorize allows or denies subscribing and publishing. Default:
+	// everyone may subscribe to any topic; clients may not publish.
+	Authorize Authorizer
+
+	// Observer receives events for metrics. Default: none.
+	Observer Observer
+	// Logger receives the hub's logs. Default: logs are discarded.
+	Logger *slog.Logger
+
+	// QueueMessages bounds a session's outbound queue, in messages. A
+	// session whose queue is full is closed with [CloseSlowConsumer].
+	// Default: 4096.
+	QueueMessages int
+	// QueueBytes bounds a session's outbound queue, in bytes of payload
+	// plus a fixed 64 bytes per message. Default: 4 MiB.
+	QueueBytes int
+	// MaxSubscriptions bounds the topics one session may subscribe to.
+	// Default: 256.
+	MaxSubscriptions int
+	// CommandRate is the sustained number of commands per second a session
+	// may send; CommandBurst is how many it may send at once. Exceeding
+	// them closes the session with [CloseRateLimited]. Defaults: 50 and
+	// 300.
+	CommandRate  float64
+	CommandBurst int
+	// MaxPayload bounds the data of one published message, in bytes.
+	// Default: 64 KiB.
+	MaxPayload int
+}
+
+func (o *HubOptions) setDefaults() {
+	if o.QueueMessages <= 0 {
+		o.QueueMessages = 4096
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 4 << 20
+	}
+	if o.MaxSubscriptions <= 0 {
+		o.MaxSubscriptions = 256
+	}
+	if o.CommandRate <= 0 {
+		o.CommandRate = 50
+	}
+	if o.CommandBurst <= 0 {
+		o.CommandBurst = 300
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 64 << 10
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Authorize == nil {
+		o.Authorize = func(_ context.Context, _ Principal, _ string, a Action) error {
+			if a == ActionSubscribe {
+				return nil
+			}
+			return errors.New("publishing is not enabled")
+		}
+	}
+}
+
+const numShards = 64
+
+// Hub owns the topics and sessions of one node and connects them to the
+// backplane. All its methods are safe for concurrent use.
+type Hub struct {
+	opts HubOptions
+	bp   Backplane
+
+	shards [numShards]shard
+
+	sessMu   sync.Mutex // guards sessions and the closing flags
+	sessions map[*Session]struct{}
+	nextID   uint64
+	draining bool // Shutdown started: no new sessions
+	closed   bool // Close started
+	gone     chan struct{} // closed when the last session leaves during Shutdown
+
+	done chan struct{}  // closed by Close: stops the hub's goroutines
+	wg   sync.WaitGroup // the hub's goroutines (gap recovery)
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type shard struct {
+	mu     sync.RWMutex // guards topics
+	topics map[string]*topic
+}
+
+// NewHub creates a hub and opens its backplane.
+func NewHub(opts *HubOptions) (*Hub, error) {
+	h := &Hub{sessions: make(map[*Session]struct{}), done: make(chan struct{})}
+	if opts != nil {
+		h.opts = *opts
+	}
+	h.opts.setDefaults()
+	for i := range h.shards {
+		h.shards[i].topics = make(map[string]*topic)
+	}
+	h.bp = h.opts.Backplane
+	if h.bp == nil {
+		h.bp = newMemoryBroker(bridgeDefaults()).node()
+	}
+	if err := h.bp.Open(receiver{h}); err != nil {
+		return nil, fmt.Errorf("fanout: open backplane: %w", err)
+	}
+	return h, nil
+}
+
+// PublishOption configures one [Hub.Publish].
+type PublishOption func(*publishConfig)
+
+type publishConfig struct {
+	key, idem string
+	header    map[string]string
+}
+
+// WithKey makes the message the topic's current state for key: snapshots
+// keep the latest message per key.
+func WithKey(key string) PublishOption { return func(c *publishConfig) { c.key = key } }
+
+// WithIdempotencyKey makes a retried publish with the same key, to the same
+// topic, within the backplane's idempotency window, return the first
+// publication's position instead of publishing again.
+func WithIdempotencyKey(key string) PublishOption {
+	return func(c *publishConfig) { c.idem = key }
+}
+
+// WithHeader attaches small metadata, such as trace context, to the message.
+func WithHeader(h map[string]string) PublishOption {
+	return func(c *publishConfig) { c.header = h }
+}
+
+// Publish publishes data to topic and returns the message's position. The
+// hub copies data. It fails with [ErrInvalidTopic], [ErrTooLarge],
+// [ErrClosed] once Close has started, or the backplane's error.
+func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...PublishOption) (Position, error) {
+	var c publishConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	if err := ValidateTopic(topic); err != nil {
+		return Position{}, fmt.Errorf("fanout: publish: %w", err)
+	}
+	if len(data) > h.opts.MaxPayload {
+		return Position{}, fmt.Errorf("fanout: publish: %w: %d bytes, limit %d", ErrTooLarge, len(data), h.opts.MaxPayload)
+	}
+	if h.isClosed() {
+		return Position{}, fmt.Errorf("fanout: publish: %w", ErrClosed)
+	}
+	m := &Message{Topic: topic, Key: c.key, Data: slices.Clone(data), Time: time.Now(), Header: c.header}
+	if m.Data == nil {
+		m.Data = []byte{}
+	}
+	pos, err := h.bp.Publish(ctx, m, c.idem)
+	if err != nil {
+		return Position{}, fmt.Errorf("fanout: publish: %w", err)
+	}
+	h.observe(Event{Type: EventPublish, Topic: topic, N: len(data)})
+	return pos, nil
+}
+
+func (h *Hub) isClosed() bool {
+	h.sessMu.Lock()
+	defer h.sessMu.Unlock()
+	return h.closed
+}
+
+// Authenticate judges credentials with the hub's authenticator. Transports
+// call it before [Hub.NewSession]. The error matches [ErrUnauthenticated].
+func (h *Hub) Authenticate(ctx context.Context, c *Credentials) (Principal, error) {
+	if h.opts.Authenticate == nil {
+		return Principal{}, nil
+	}
+	p, err := h.opts.Authenticate(ctx, c)
+	if err != nil {
+		return Principal{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	}
+	return p, nil
+}
+
+// Authorize asks the hub's authorizer whether p may do a with topic. The
+// error matches [ErrForbidden].
+func (h *Hub) Authorize(ctx context.Context, p Principal, topic string, a Action) error {
+	if err := h.opts.Authorize(ctx, p, topic, a); err != nil {
+		return fmt.Errorf("%w: %s %q: %w", ErrForbidden, a, topic, err)
+	}
+	return nil
+}
+
+// Logger returns the hub's logger, for transports.
+func (h *Hub) Logger() *slog.Logger { return h.opts.Logger }
+
+// Shutdown drains the hub: it refuses new sessions, closes every session with
+// [CloseShutdown] (which tells clients to reconnect, elsewhere) after its
+// queue is written, waits for the sessions to end, then closes the hub.
+// If ctx ends first, Shutdown closes the hub at once and returns ctx's error.
+// Shutdown and Close are idempotent and safe to call concurrently.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.sessMu.Lock()
+	h.draining = true
+	if h.gone == nil {
+		h.gone = make(chan struct{})
+		if len(h.sessions) == 0 {
+			close(h.gone)
+		}
+	}
+	gone := h.gone
+	sessions := h.sessionList()
+	h.sessMu.Unlock()
+	for _, s := range sessions {
+		s.close(CloseShutdown, "server shutting down", true)
+	}
+	select {
+	case <-gone:
+	case <-ctx.Done():
+		h.Close()
+		return ctx.Err()
+	}
+	return h.Close()
+}
+
+// Close closes the hub at once: every session is closed with
+// [CloseShutdown] without writing what is queued, the backplane is closed,
+// and Close returns after the hub's own goroutines have ended. Afterwards
+// publishing and new sessions fail with [ErrClosed].
+func (h *Hub) Close() error {
+	h.closeOnce.Do(func() {
+		h.sessMu.Lock()
+		h.draining, h.closed = true, true
+		sessions := h.sessionList()
+		h.sessMu.Unlock()
+		for _, s := range sessions {
+			s.close(CloseShutdown, "server shutting down", false)
+		}
+		close(h.done)
+		h.wg.Wait()
+		h.closeErr = h.bp.Close()
+	})
+	return h.closeErr
+}
+
+// sessionList must be called with sessMu held.
+func (h *Hub) sessionList() []*Session {
+	l := make([]*Session, 0, len(h.sessions))
+	for s := range h.sessions {
+		l = append(l, s)
+	}
+	return l
+}
+
+func (h *Hub) observe(e Event) {
+	if h.opts.Observer != nil {
+		h.opts.Observer.Observe(e)
+	}
+}
+
+func (h *Hub) shard(name string) *shard {
+	return &h.shards[xxhash.Sum64String(name)%numShards]
+}
+
+// acquire adds sub to the topic's subscribers, subscribing the topic on the
+// backplane when it is new. Concurrent acquires of a new topic wait for its
+// backplane subscription.
+func (h *Hub) acquire(ctx context.Context, sub *subscription) (*topic, error) {
+	sh := h.shard(sub.topicName)
+	for {
+		sh.mu.Lock()
+		t := sh.topics[sub.topicName]
+		if t != nil && t.leaving != nil {
+			leaving := t.leaving
+			sh.mu.Unlock()
+			select {
+			case <-leaving:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		fresh := t == nil
+		if fresh {
+			t = newTopic(sub.topicName)
+			sh.topics[sub.topicName] = t
+		}
+		t.refs++
+		sh.mu.Unlock()
+
+		t.mu.Lock()
+		t.addSub(sub)
+		t.mu.Unlock()
+
+		if fresh {
+			t.readyErr = h.bp.Subscribe(ctx, t.name)
+			close(t.ready)
+		} else {
+			select {
+			case <-t.ready:
+			case <-ctx.Done():
+				h.release(t, sub)
+				return nil, ctx.Err()
+			}
+		}
+		if t.readyErr != nil {
+			h.release(t, sub)
+			return nil, t.readyErr
+		}
+		return t, nil
+	}
+}
+
+// release removes sub from t, and unsubscribes the topic on the backplane
+// after its last subscriber.
+func (h *Hub) release(t *topic, sub *subscription) {
+	t.mu.Lock()
+	t.removeSub(sub)
+	t.mu.Unlock()
+	sh := h.shard(t.name)
+	sh.mu.Lock()
+	t.refs--
+	if t.refs > 0 {
+		sh.mu.Unlock()
+		return
+	}
+	leaving := make(chan struct{})
+	t.leaving = leaving
+	sh.mu.Unlock()
+
+	<-t.ready
+	if t.readyErr == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := h.bp.Unsubscribe(ctx, t.name); err != nil && !errors.Is(err, ErrClosed) {
+			h.observe(Event{Type: EventError, Topic: t.name, Err: fmt.Errorf("fanout: unsubscribe: %w", err)})
+		}
+		cancel()
+	}
+	sh.mu.Lock()
+	delete(sh.topics, t.name)
+	sh.mu.Unlock()
+	close(leaving)
+}
+
+func (h *Hub) lookup(name string) *topic {
+	sh := h.shard(name)
+	sh.mu.RLock()
+	t := sh.topics[name]
+	sh.mu.RUnlock()
+	return t
+}
+
+// receiver is the hub's side of the backplane.
+type receiver struct{ h *Hub }
+
+func (r receiver) Deliver(m *Message) {
+	t := r.h.lookup(m.Topic)
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	if t.recovering {
+		t.backlog = append(t.backlog, m)
+		t.mu.Unlock()
+		return
+	}
+	if t.last != 0 && m.Position.Epoch == t.epoch && m.Position.Seq <= t.last {
+		t.mu.Unlock() // already delivered
+		return
+	}
+	if t.last != 0 && (m.Position.Epoch != t.epoch || m.Position.Seq != t.last+1) {
+		t.recovering = true
+		t.backlog = append(t.backlog, m)
+		t.mu.Unlock()
+		r.h.recover(t)
+		return
+	}
+	n := t.deliverLocked(m)
+	t.mu.Unlock()
+	r.h.observe(Event{Type: EventDeliver, Topic: m.Topic, N: n})
+}
+
+func (r receiver) Resync(topic string) {
+	t := r.h.lookup(topic)
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	if t.recovering || t.last == 0 {
+		t.mu.Unlock()
+		return
+	}
+	t.recovering = true
+	t.mu.Unlock()
+	r.h.recover(t)
+}
+
+// deliverLocked hands m to every subscription; t.mu must be held.
+func (t *topic) deliverLocked(m *Message) int {
+	t.epoch, t.last = m.Position.Epoch, m.Position.Seq
+	subs := *t.subs.Load()
+	for _, s := range subs {
+		s.deliver(m)
+	}
+	return len(subs)
+}
+
+// recover fills the gap after t's last delivered message from history, then
+// delivers the backlog, in a goroutine the hub owns.
+func (h *Hub) recover(t *topic) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		backoff := 50 * time.Millisecond
+		for {
+			t.mu.Lock()
+			after := Position{Epoch: t.epoch, Seq: t.last}
+			t.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			hist, err := h.bp.History(ctx, t.name, after)
+			cancel()
+			if err == nil {
+				if h.finishRecovery(t, hist) {
+					return
+				}
+				continue // the backlog had another gap
+			}
+			h.observe(Event{Type: EventError, Topic: t.name, Err: fmt.Errorf("fanout: resync history: %w", err)})
+			select {
+			case <-h.done:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}()
+}
+
+// finishRecovery delivers hist and then the backlog. It reports false when
+// the backlog still has a gap, so that recovery must read history again.
+func (h *Hub) finishRecovery(t *topic, hist History) bool {
+	t.mu.Lock()
+	done, ev := t.finishRecoveryLocked(hist)
+	t.mu.Unlock()
+	if ev.Type != 0 {
+		h.observe(ev)
+	}
+	return done
+}
+
+func (t *topic) finishRecoveryLocked(hist History) (bool, Event) {
+	recovered := 0
+	ev := Event{Type: EventResync, Topic: t.name}
+	if !hist.Complete {
+		// History no longer reaches back: every subscriber must resume by
+		// itself, and learn that it lost messages.
+		for _, s := range *t.subs.Load() {
+			s.sess.close(CloseResync, "history lost for topic "+t.name, false)
+		}
+		ev.Type = EventResyncFailed
+		t.epoch, t.last = hist.Position.Epoch, hist.Position.Seq
+	} else {
+		for _, m := range hist.Messages {
+			if m.Position.Seq == t.last+1 {
+				t.deliverLocked(m)
+				recovered++
+			}
+		}
+	}
+	backlog := t.backlog
+	t.backlog = nil
+	for i, m := range backlog {
+		if m.Position.Epoch == t.epoch && m.Position.Seq <= t.last {
+			continue
+		}
+		if m.Position.Epoch != t.epoch || m.Position.Seq != t.last+1 {
+			t.backlog = backlog[i:]
+			return false, Event{}
+		}
+		t.deliverLocked(m)
+	}
+	t.recovering = false
+	ev.N = recovered
+	return true, ev
+}

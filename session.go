@@ -1,0 +1,542 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// FrameType says what a [Frame] carries.
+type FrameType uint8
+
+// Frame types.
+const (
+	FrameMessage  FrameType = iota + 1 // Message is set
+	FrameReply                         // Reply is set
+	FrameSnapshot                      // Snapshot is set
+	FrameClose                         // Close is set; it is the session's last frame
+)
+
+// Frame is one logical server frame, which a transport writes in its own wire
+// format. Exactly the field named by Type is set.
+type Frame struct {
+	Type     FrameType
+	Message  *Message
+	Reply    *Reply
+	Snapshot *SnapshotFrame
+	Close    *CloseFrame
+}
+
+// Reply answers a client command.
+type Reply struct {
+	// ID echoes the command's id.
+	ID string
+	// Topic is the command's topic, if it had one.
+	Topic string
+	// Err is nil when the command succeeded; [ErrorCode] gives its code.
+	Err error
+	// Position is the topic's position for subscribe and publish replies.
+	Position *Position
+	// Recovered is set on replies to subscribe with since: whether history
+	// reached back, so that nothing was missed. When false, a snapshot
+	// frame follows.
+	Recovered *bool
+}
+
+// SnapshotFrame carries a topic's state: its latest message per key and the
+// position that state corresponds to. Live messages after Position follow.
+type SnapshotFrame struct {
+	Topic    string
+	Items    []*Message
+	Position Position
+}
+
+// CloseFrame ends a session.
+type CloseFrame struct {
+	Code      CloseCode
+	Reason    string
+	Reconnect bool
+}
+
+// SubscribeRequest is a subscribe command.
+type SubscribeRequest struct {
+	// ID is echoed in the reply.
+	ID    string
+	Topic string
+	// Since, when set, resumes after that position: the session receives
+	// every message after it, or, when history no longer reaches back, a
+	// reply with recovered=false and the snapshot.
+	Since *Position
+	// Snapshot asks for the topic's current state first (when Since is nil).
+	Snapshot bool
+}
+
+// Session is one connected client on any transport. A transport creates it
+// with [Hub.NewSession], feeds it the client's commands, runs exactly one
+// writer that takes frames with [Session.Next], and calls [Session.Close]
+// when the connection ends. All methods are safe for concurrent use.
+type Session struct {
+	hub       *Hub
+	id        uint64
+	principal Principal
+
+	mu         sync.Mutex // guards everything below
+	queue      frameQueue
+	subs       map[string]*subscription
+	closing    *CloseFrame // set once; no frames are queued afterwards
+	drain      bool        // write the queue before the close frame
+	closeSent  bool
+	released   bool
+	tokens     float64
+	lastRefill time.Time
+
+	notify chan struct{} // capacity 1: there is something for Next
+	done   chan struct{} // closed when closing is set
+}
+
+// subscription is one session's interest in one topic.
+type subscription struct {
+	sess      *Session
+	topicName string
+	topic     *topic // set once acquired; guarded by sess.mu
+
+	// Guarded by sess.mu.
+	buffering bool       // initial read in progress: live messages wait
+	pending   []*Message // live messages that arrived while buffering
+	epoch     string     // last delivered position
+	last      uint64
+}
+
+// NewSession creates a session for an authenticated principal. It fails
+// with [ErrClosed] once the hub is shutting down.
+func (h *Hub) NewSession(p Principal) (*Session, error) {
+	h.sessMu.Lock()
+	if h.draining {
+		h.sessMu.Unlock()
+		return nil, fmt.Errorf("fanout: new session: %w", ErrClosed)
+	}
+	h.nextID++
+	s := &Session{
+		hub:        h,
+		id:         h.nextID,
+		principal:  p,
+		subs:       make(map[string]*subscription),
+		tokens:     float64(h.opts.CommandBurst),
+		lastRefill: time.Now(),
+		notify:     make(chan struct{}, 1),
+		done:       make(chan struct{}),
+	}
+	h.sessions[s] = struct{}{}
+	h.sessMu.Unlock()
+	h.observe(Event{Type: EventSessionOpen, Session: s.id})
+	return s, nil
+}
+
+// ID returns the session's id, unique within its hub.
+func (s *Session) ID() uint64 { return s.id }
+
+// Principal returns who the session acts as.
+func (s *Session) Principal() Principal { return s.principal }
+
+// Done is closed when the session is closing: its writer should take the
+// remaining frames with Next, ending with the close frame.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Allow spends one command from the session's rate limit and reports whether
+// the command may proceed. A transport calls it once per client command and
+// closes the session with [CloseRateLimited] on false.
+func (s *Session) Allow() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	o := &s.hub.opts
+	s.tokens = min(float64(o.CommandBurst), s.tokens+now.Sub(s.lastRefill).Seconds()*o.CommandRate)
+	s.lastRefill = now
+	if s.tokens < 1 {
+		return false
+	}
+	s.tokens--
+	return true
+}
+
+// Subscribe subscribes the session to a topic. On success it queues the
+// reply, then what the request asked for (history after Since, or the
+// snapshot), then every live message, in Seq order with no gap and no
+// duplicate. On failure it queues nothing and returns the error, which
+// matches [ErrInvalidTopic], [ErrForbidden], [ErrAlreadySubscribed],
+// [ErrTooManySubscriptions], [ErrClosed] or the backplane's error.
+func (s *Session) Subscribe(ctx context.Context, req SubscribeRequest) error {
+	if err := ValidateTopic(req.Topic); err != nil {
+		return err
+	}
+	if err := s.hub.Authorize(ctx, s.principal, req.Topic, ActionSubscribe); err != nil {
+		return err
+	}
+	sub := &subscription{sess: s, topicName: req.Topic, buffering: true}
+	s.mu.Lock()
+	switch {
+	case s.closing != nil:
+		s.mu.Unlock()
+		return ErrClosed
+	case s.subs[req.Topic] != nil:
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrAlreadySubscribed, req.Topic)
+	case len(s.subs) >= s.hub.opts.MaxSubscriptions:
+		s.mu.Unlock()
+		return fmt.Errorf("%w: limit %d", ErrTooManySubscriptions, s.hub.opts.MaxSubscriptions)
+	}
+	s.subs[req.Topic] = sub
+	s.mu.Unlock()
+
+	t, err := s.hub.acquire(ctx, sub)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.subs, req.Topic)
+		s.mu.Unlock()
+		return fmt.Errorf("fanout: subscribe %q: %w", req.Topic, err)
+	}
+	s.mu.Lock()
+	if s.subs[req.Topic] != sub { // unsubscribed or closed meanwhile
+		s.mu.Unlock()
+		s.hub.release(t, sub)
+		return fmt.Errorf("fanout: subscribe %q: %w", req.Topic, ErrClosed)
+	}
+	sub.topic = t
+	s.mu.Unlock()
+
+	reply, first, start, err := s.hub.initialRead(ctx, req)
+	if err != nil {
+		s.removeSub(sub)
+		return fmt.Errorf("fanout: subscribe %q: %w", req.Topic, err)
+	}
+
+	s.mu.Lock()
+	if s.subs[req.Topic] != sub { // unsubscribed or closed meanwhile
+		s.mu.Unlock()
+		return fmt.Errorf("fanout: subscribe %q: %w", req.Topic, ErrClosed)
+	}
+	s.pushLocked(Frame{Type: FrameReply, Reply: reply})
+	for _, f := range first {
+		s.pushLocked(f)
+	}
+	sub.epoch, sub.last = start.Epoch, start.Seq
+	sub.buffering = false
+	pending := sub.pending
+	sub.pending = nil
+	for _, m := range pending {
+		sub.deliverLocked(m)
+	}
+	s.mu.Unlock()
+	s.signal()
+
+	t.mu.Lock()
+	if t.last == 0 && t.epoch == "" {
+		t.epoch, t.last = start.Epoch, start.Seq
+	}
+	t.mu.Unlock()
+	s.hub.observe(Event{Type: EventSubscribe, Topic: req.Topic, Session: s.id})
+	return nil
+}
+
+// initialRead reads what a subscribe starts with: its reply, the frames
+// that follow it, and the position live delivery continues after.
+func (h *Hub) initialRead(ctx context.Context, req SubscribeRequest) (*Reply, []Frame, Position, error) {
+	if req.Since != nil {
+		hist, err := h.bp.History(ctx, req.Topic, *req.Since)
+		if err != nil {
+			return nil, nil, Position{}, err
+		}
+		if hist.Complete {
+			start := Position{Epoch: hist.Position.Epoch, Seq: req.Since.Seq}
+			frames := make([]Frame, len(hist.Messages))
+			for i, m := range hist.Messages {
+				frames[i] = Frame{Type: FrameMessage, Message: m}
+				start = m.Position
+			}
+			ok := true
+			return &Reply{ID: req.ID, Topic: req.Topic, Position: &start, Recovered: &ok}, frames, start, nil
+		}
+	}
+	snap, err := h.bp.Snapshot(ctx, req.Topic)
+	if err != nil {
+		return nil, nil, Position{}, err
+	}
+	pos := snap.Position
+	r := &Reply{ID: req.ID, Topic: req.Topic, Position: &pos}
+	if req.Since == nil && !req.Snapshot {
+		return r, nil, pos, nil
+	}
+	if req.Since != nil {
+		r.Recovered = new(bool)
+	}
+	return r, []Frame{{Type: FrameSnapshot, Snapshot: &SnapshotFrame{Topic: req.Topic, Items: snap.Items, Position: pos}}}, pos, nil
+}
+
+// Unsubscribe ends the session's subscription to topic and queues an ok
+// reply. It fails with [ErrNotSubscribed] when there is none.
+func (s *Session) Unsubscribe(ctx context.Context, id, topic string) error {
+	s.mu.Lock()
+	sub := s.subs[topic]
+	s.mu.Unlock()
+	if sub == nil {
+		return fmt.Errorf("%w: %q", ErrNotSubscribed, topic)
+	}
+	s.removeSub(sub)
+	s.hub.observe(Event{Type: EventUnsubscribe, Topic: topic, Session: s.id})
+	s.Reply(Reply{ID: id, Topic: topic})
+	return nil
+}
+
+// removeSub forgets sub and releases its topic.
+func (s *Session) removeSub(sub *subscription) {
+	s.mu.Lock()
+	if s.subs[sub.topicName] == sub {
+		delete(s.subs, sub.topicName)
+	}
+	t := sub.topic
+	sub.topic = nil
+	s.mu.Unlock()
+	if t != nil {
+		s.hub.release(t, sub)
+	}
+}
+
+// Publish publishes on behalf of the session's principal, if the authorizer
+// allows it, and queues a reply with the message's position.
+func (s *Session) Publish(ctx context.Context, id, topic string, data []byte, opts ...PublishOption) error {
+	if err := ValidateTopic(topic); err != nil {
+		return err
+	}
+	if err := s.hub.Authorize(ctx, s.principal, topic, ActionPublish); err != nil {
+		return err
+	}
+	pos, err := s.hub.Publish(ctx, topic, data, opts...)
+	if err != nil {
+		return err
+	}
+	s.Reply(Reply{ID: id, Topic: topic, Position: &pos})
+	return nil
+}
+
+// Reply queues a reply, for commands the transport answers itself (ping,
+// or a command that failed).
+func (s *Session) Reply(r Reply) {
+	s.mu.Lock()
+	s.pushLocked(Frame{Type: FrameReply, Reply: &r})
+	s.mu.Unlock()
+	s.signal()
+}
+
+// Next waits for frames to write and returns them, appended to buf[:0]; it
+// returns at most cap(buf) frames, or 256 when buf has no capacity. After the
+// session closes, Next returns the queued frames (when the close drains),
+// then the close frame, then the error [ErrClosed]. Only one goroutine, the
+// session's writer, may call Next.
+func (s *Session) Next(ctx context.Context, buf []Frame) ([]Frame, error) {
+	max := cap(buf)
+	if max == 0 {
+		max = 256
+	}
+	buf = buf[:0]
+	for {
+		s.mu.Lock()
+		if s.queue.n > 0 && (s.closing == nil || s.drain) {
+			buf = s.queue.pop(buf, max)
+			s.mu.Unlock()
+			return buf, nil
+		}
+		if s.closing != nil {
+			defer s.mu.Unlock()
+			if s.closeSent {
+				return buf, ErrClosed
+			}
+			s.closeSent = true
+			s.queue.reset()
+			return append(buf, Frame{Type: FrameClose, Close: s.closing}), nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			return buf, ctx.Err()
+		}
+	}
+}
+
+// Close closes the session with code and reason: it queues nothing more,
+// its writer gets the close frame next (after the queued frames when code is
+// [CloseShutdown]), and it leaves all its topics. The first code given wins.
+// Transports call Close when the connection ends. Close is idempotent.
+func (s *Session) Close(code CloseCode, reason string) {
+	s.close(code, reason, code == CloseShutdown)
+	s.mu.Lock()
+	if s.released {
+		s.mu.Unlock()
+		return
+	}
+	s.released = true
+	subs := make([]*subscription, 0, len(s.subs))
+	for _, sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		s.removeSub(sub)
+	}
+	h := s.hub
+	h.sessMu.Lock()
+	delete(h.sessions, s)
+	if h.gone != nil && len(h.sessions) == 0 {
+		select {
+		case <-h.gone:
+		default:
+			close(h.gone)
+		}
+	}
+	h.sessMu.Unlock()
+	h.observe(Event{Type: EventSessionClose, Session: s.id, Code: s.closing.Code})
+}
+
+// close marks the session closing without leaving its topics, so that it
+// may be called under a topic's lock.
+func (s *Session) close(code CloseCode, reason string, drain bool) {
+	s.mu.Lock()
+	s.closeLocked(code, reason, drain)
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Session) closeLocked(code CloseCode, reason string, drain bool) {
+	if s.closing != nil {
+		return
+	}
+	if reason == "" {
+		reason = code.String()
+	}
+	s.closing = &CloseFrame{Code: code, Reason: reason, Reconnect: code.Reconnect()}
+	s.drain = drain
+	if !drain {
+		s.queue.reset()
+	}
+	for _, sub := range s.subs {
+		sub.pending = nil
+	}
+	close(s.done)
+}
+
+// signal wakes the writer.
+func (s *Session) signal() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// pushLocked queues f, closing the session as a slow consumer when the queue
+// is full. s.mu must be held.
+func (s *Session) pushLocked(f Frame) {
+	if s.closing != nil {
+		return
+	}
+	o := &s.hub.opts
+	if s.queue.n >= o.QueueMessages || s.queue.bytes+frameSize(f) > o.QueueBytes {
+		s.closeLocked(CloseSlowConsumer, "", false)
+		return
+	}
+	s.queue.push(f)
+}
+
+// deliver hands a live message to the subscription.
+func (sub *subscription) deliver(m *Message) {
+	s := sub.sess
+	s.mu.Lock()
+	wake := s.queue.n == 0
+	sub.deliverLocked(m)
+	s.mu.Unlock()
+	if wake {
+		s.signal()
+	}
+}
+
+func (sub *subscription) deliverLocked(m *Message) {
+	s := sub.sess
+	if s.closing != nil {
+		return
+	}
+	if sub.buffering {
+		if len(sub.pending) >= s.hub.opts.QueueMessages {
+			s.closeLocked(CloseSlowConsumer, "", false)
+			return
+		}
+		sub.pending = append(sub.pending, m)
+		return
+	}
+	p := m.Position
+	if p.Epoch == sub.epoch && p.Seq <= sub.last {
+		return // already delivered
+	}
+	if p.Seq != sub.last+1 || (p.Epoch != sub.epoch && sub.last != 0) {
+		s.closeLocked(CloseResync, "gap in topic "+m.Topic, false)
+		return
+	}
+	sub.epoch, sub.last = p.Epoch, p.Seq
+	s.pushLocked(Frame{Type: FrameMessage, Message: m})
+}
+
+func frameSize(f Frame) int {
+	switch f.Type {
+	case FrameMessage:
+		return f.Message.size()
+	case FrameSnapshot:
+		n := 64
+		for _, m := range f.Snapshot.Items {
+			n += m.size()
+		}
+		return n
+	}
+	return 64
+}
+
+// frameQueue is a growable ring of frames that tracks its size in bytes.
+type frameQueue struct {
+	buf   []Frame
+	head  int
+	n     int
+	bytes int
+}
+
+func (q *frameQueue) push(f Frame) {
+	if q.n == len(q.buf) {
+		nb := make([]Frame, max(8, 2*len(q.buf)))
+		for i := 0; i < q.n; i++ {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = f
+	q.n++
+	q.bytes += frameSize(f)
+}
+
+func (q *frameQueue) pop(dst []Frame, max int) []Frame {
+	for q.n > 0 && len(dst) < max {
+		f := q.buf[q.head]
+		q.buf[q.head] = Frame{}
+		q.head = (q.head + 1) % len(q.buf)
+		q.n--
+		q.bytes -= frameSize(f)
+		dst = append(dst, f)
+	}
+	if q.n == 0 {
+		q.head, q.bytes = 0, 0
+		if len(q.buf) > 256 {
+			q.buf = nil // give a burst's memory back
+		}
+	}
+	return dst
+}
+
+func (q *frameQueue) reset() {
+	q.buf, q.head, q.n, q.bytes = nil, 0, 0, 0
+}

@@ -1,0 +1,102 @@
+package fanout
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// MaxTopicLength is the longest topic name, in bytes.
+const MaxTopicLength = 200
+
+// ValidateTopic reports whether name is a valid topic name: 1 to
+// [MaxTopicLength] bytes of ASCII letters, digits and the characters
+// "-", "_", ".", ":", "/", "@", "=" and "+", not starting or ending with ".".
+// Every entry point (publish, subscribe, every transport) enforces these
+// rules, so a topic name is always safe in a URL query, a Redis key and,
+// escaped, a NATS subject. The error matches [ErrInvalidTopic].
+func ValidateTopic(name string) error {
+	if len(name) == 0 {
+		return fmt.Errorf("%w: empty name", ErrInvalidTopic)
+	}
+	if len(name) > MaxTopicLength {
+		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidTopic, MaxTopicLength)
+	}
+	if name[0] == '.' || name[len(name)-1] == '.' {
+		return fmt.Errorf("%w: %q starts or ends with a dot", ErrInvalidTopic, name)
+	}
+	for i := 0; i < len(name); i++ {
+		if !topicChar[name[i]] {
+			return fmt.Errorf("%w: %q has a forbidden character at byte %d", ErrInvalidTopic, name, i)
+		}
+	}
+	return nil
+}
+
+var topicChar = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-_.:/@=+" {
+		t[c] = true
+	}
+	return t
+}()
+
+// topic is the hub's local state for one topic that has local subscribers.
+type topic struct {
+	name string
+
+	// subs is read on every delivery and replaced (copy-on-write) under mu.
+	subs atomic.Pointer[[]*subscription]
+
+	// ready is closed once the backplane subscription is made; readyErr is
+	// its outcome, set before ready is closed.
+	ready    chan struct{}
+	readyErr error
+
+	// Guarded by the shard's mu.
+	refs    int
+	leaving chan struct{} // non-nil while the backplane unsubscribe runs
+
+	mu sync.Mutex // guards the fields below and the writes of subs
+	// epoch and last are the position of the last message delivered.
+	epoch string
+	last  uint64
+	// recovering is set while a gap is filled from history; live messages
+	// wait in backlog meanwhile.
+	recovering bool
+	backlog    []*Message
+}
+
+func newTopic(name string) *topic {
+	t := &topic{name: name, ready: make(chan struct{})}
+	t.subs.Store(new([]*subscription))
+	return t
+}
+
+// addSub and removeSub must be called with t.mu held.
+func (t *topic) addSub(s *subscription) {
+	old := *t.subs.Load()
+	n := make([]*subscription, len(old), len(old)+1)
+	copy(n, old)
+	n = append(n, s)
+	t.subs.Store(&n)
+}
+
+func (t *topic) removeSub(s *subscription) {
+	old := *t.subs.Load()
+	n := make([]*subscription, 0, len(old))
+	for _, o := range old {
+		if o != s {
+			n = append(n, o)
+		}
+	}
+	t.subs.Store(&n)
+}
