@@ -481,7 +481,13 @@ func (sub *subscription) deliverLocked(m *Message) {
 		return
 	}
 	sub.epoch, sub.last = p.Epoch, p.Seq
-	s.pushLocked(Frame{Type: FrameMessage, Message: m})
+	size := m.size()
+	o := &s.hub.opts
+	if s.queue.n >= o.QueueMessages || s.queue.bytes+size > o.QueueBytes {
+		s.closeLocked(CloseSlowConsumer, "", false)
+		return
+	}
+	s.queue.pushEntry(queued{msg: m, size: size})
 }
 
 func frameSize(f Frame) int {
@@ -498,35 +504,59 @@ func frameSize(f Frame) int {
 	return 64
 }
 
+// queued is one entry of a session's queue: a message (the common case, kept
+// small) or another frame.
+type queued struct {
+	msg   *Message
+	other *Frame
+	size  int
+}
+
 // frameQueue is a growable ring of frames that tracks its size in bytes.
+// Its length is zero or a power of two.
 type frameQueue struct {
-	buf   []Frame
+	buf   []queued
 	head  int
 	n     int
 	bytes int
 }
 
 func (q *frameQueue) push(f Frame) {
+	e := queued{size: frameSize(f)}
+	if f.Type == FrameMessage {
+		e.msg = f.Message
+	} else {
+		e.other = &f
+	}
+	q.pushEntry(e)
+}
+
+func (q *frameQueue) pushEntry(e queued) {
 	if q.n == len(q.buf) {
-		nb := make([]Frame, max(8, 2*len(q.buf)))
+		nb := make([]queued, max(8, 2*len(q.buf)))
 		for i := 0; i < q.n; i++ {
-			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+			nb[i] = q.buf[(q.head+i)&(len(q.buf)-1)]
 		}
 		q.buf, q.head = nb, 0
 	}
-	q.buf[(q.head+q.n)%len(q.buf)] = f
+	q.buf[(q.head+q.n)&(len(q.buf)-1)] = e
 	q.n++
-	q.bytes += frameSize(f)
+	q.bytes += e.size
 }
 
 func (q *frameQueue) pop(dst []Frame, max int) []Frame {
+	mask := len(q.buf) - 1
 	for q.n > 0 && len(dst) < max {
-		f := q.buf[q.head]
-		q.buf[q.head] = Frame{}
-		q.head = (q.head + 1) % len(q.buf)
+		e := &q.buf[q.head]
+		if e.msg != nil {
+			dst = append(dst, Frame{Type: FrameMessage, Message: e.msg})
+		} else {
+			dst = append(dst, *e.other)
+		}
+		q.bytes -= e.size
+		*e = queued{}
+		q.head = (q.head + 1) & mask
 		q.n--
-		q.bytes -= frameSize(f)
-		dst = append(dst, f)
 	}
 	if q.n == 0 {
 		q.head, q.bytes = 0, 0
