@@ -99,8 +99,8 @@ type Hub struct {
 	sessMu   sync.Mutex // guards sessions and the closing flags
 	sessions map[*Session]struct{}
 	nextID   uint64
-	draining bool // Shutdown started: no new sessions
-	closed   bool // Close started
+	draining bool          // Shutdown started: no new sessions
+	closed   bool          // Close started
 	gone     chan struct{} // closed when the last session leaves during Shutdown
 
 	done chan struct{}  // closed by Close: stops the hub's goroutines
