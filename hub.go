@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -100,11 +101,12 @@ type Hub struct {
 	sessions map[*Session]struct{}
 	nextID   uint64
 	draining bool          // Shutdown started: no new sessions
-	closed   bool          // Close started
 	gone     chan struct{} // closed when the last session leaves during Shutdown
 
 	done chan struct{}  // closed by Close: stops the hub's goroutines
 	wg   sync.WaitGroup // the hub's goroutines (gap recovery)
+
+	closed atomic.Bool // Close started
 
 	closeOnce sync.Once
 	closeErr  error
@@ -188,11 +190,7 @@ func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...Pu
 	return pos, nil
 }
 
-func (h *Hub) isClosed() bool {
-	h.sessMu.Lock()
-	defer h.sessMu.Unlock()
-	return h.closed
-}
+func (h *Hub) isClosed() bool { return h.closed.Load() }
 
 // Authenticate judges credentials with the hub's authenticator. Transports
 // call it before [Hub.NewSession]. The error matches [ErrUnauthenticated].
@@ -255,7 +253,8 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 func (h *Hub) Close() error {
 	h.closeOnce.Do(func() {
 		h.sessMu.Lock()
-		h.draining, h.closed = true, true
+		h.draining = true
+		h.closed.Store(true)
 		sessions := h.sessionList()
 		h.sessMu.Unlock()
 		for _, s := range sessions {

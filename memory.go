@@ -30,17 +30,20 @@ func init() {
 // memoryBroker is the in-process backplane: every node of one broker shares
 // its topics. It is the hub's default, and backplane/memory exports it.
 type memoryBroker struct {
-	opts  bridge.MemoryOptions
-	epoch string
+	opts bridge.MemoryOptions
 
-	mu     sync.Mutex // guards topics
+	mu     sync.RWMutex // guards topics
 	topics map[string]*memTopic
 }
 
 type memTopic struct {
+	// epoch is the topic's own, so that a topic that is ever dropped and
+	// made anew can never be mistaken for the old one.
+	epoch string
+
 	mu    sync.Mutex // guards everything below; held while delivering
 	seq   uint64
-	ring  []*Message // history, oldest first from head
+	ring  []*Message // history, oldest first from head; grows to HistorySize
 	head  int
 	n     int
 	snap  map[string]*Message
@@ -77,7 +80,7 @@ func newMemoryBroker(o bridge.MemoryOptions) *memoryBroker {
 	if o.IdempotencyWindow <= 0 {
 		o.IdempotencyWindow = defaultIdempotencyWindow
 	}
-	return &memoryBroker{opts: o, epoch: newEpoch(), topics: make(map[string]*memTopic)}
+	return &memoryBroker{opts: o, topics: make(map[string]*memTopic)}
 }
 
 // newEpoch returns a random epoch name.
@@ -90,12 +93,17 @@ func newEpoch() string {
 func (b *memoryBroker) node() *memNode { return &memNode{b: b} }
 
 func (b *memoryBroker) topic(name string, create bool) *memTopic {
+	b.mu.RLock()
+	t := b.topics[name]
+	b.mu.RUnlock()
+	if t != nil || !create {
+		return t
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	t := b.topics[name]
-	if t == nil && create {
+	if t = b.topics[name]; t == nil {
 		t = &memTopic{
-			ring:  make([]*Message, b.opts.HistorySize),
+			epoch: newEpoch(),
 			snap:  make(map[string]*Message),
 			nodes: make(map[*memNode]struct{}),
 		}
@@ -142,15 +150,9 @@ func (n *memNode) Publish(ctx context.Context, m *Message, idempotencyKey string
 		}
 	}
 	t.seq++
-	m.Position = Position{Epoch: n.b.epoch, Seq: t.seq}
-	size := len(t.ring)
-	if t.n == size {
-		t.ring[t.head] = nil
-		t.head = (t.head + 1) % size
-		t.n--
-	}
-	t.ring[(t.head+t.n)%size] = m
-	t.n++
+	m.Position = Position{Epoch: t.epoch, Seq: t.seq}
+	t.trimAge(now.Add(-n.b.opts.HistoryAge))
+	t.append(m, n.b.opts.HistorySize)
 	if m.Key != "" {
 		t.snap[m.Key] = m
 	}
@@ -166,6 +168,26 @@ func (n *memNode) Publish(ctx context.Context, m *Message, idempotencyKey string
 		node.deliver(m)
 	}
 	return m.Position, nil
+}
+
+// append adds m to the history ring, growing it up to limit entries and
+// then overwriting the oldest.
+func (t *memTopic) append(m *Message, limit int) {
+	if t.n == len(t.ring) && t.n < limit {
+		nr := make([]*Message, min(limit, max(8, 2*len(t.ring))))
+		for i := 0; i < t.n; i++ {
+			nr[i] = t.ring[(t.head+i)%len(t.ring)]
+		}
+		t.ring, t.head = nr, 0
+	}
+	size := len(t.ring)
+	if t.n == size {
+		t.ring[t.head] = nil
+		t.head = (t.head + 1) % size
+		t.n--
+	}
+	t.ring[(t.head+t.n)%size] = m
+	t.n++
 }
 
 func (t *memTopic) expireIdem(now time.Time) {
@@ -229,14 +251,13 @@ func (n *memNode) History(ctx context.Context, topic string, after Position) (Hi
 	}
 	t := n.b.topic(topic, false)
 	if t == nil {
-		pos := Position{Epoch: n.b.epoch}
-		return History{Position: pos, Complete: after.Seq == 0 || after == pos}, nil
+		return History{Complete: after.Seq == 0}, nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.trimAge(time.Now().Add(-n.b.opts.HistoryAge))
-	h := History{Position: Position{Epoch: n.b.epoch, Seq: t.seq}}
-	if after.Seq > t.seq || (after.Epoch != n.b.epoch && after.Seq != 0) {
+	h := History{Position: Position{Epoch: t.epoch, Seq: t.seq}}
+	if after.Seq > t.seq || (after.Epoch != t.epoch && after.Seq != 0) {
 		return h, nil // from another lineage
 	}
 	oldest := t.seq - uint64(t.n) + 1 // first retained Seq
@@ -251,8 +272,9 @@ func (n *memNode) History(ctx context.Context, topic string, after Position) (Hi
 	return h, nil
 }
 
-// trimAge drops history older than cutoff, keeping the newest message so
-// that the topic's position stays known.
+// trimAge drops history older than cutoff. The topic's position stays in
+// t.seq, and t.n keeps counting exactly the retained messages, which
+// History's Seq arithmetic relies on.
 func (t *memTopic) trimAge(cutoff time.Time) {
 	size := len(t.ring)
 	for t.n > 0 && t.ring[t.head].Time.Before(cutoff) {
@@ -274,11 +296,11 @@ func (n *memNode) Snapshot(ctx context.Context, topic string) (Snapshot, error) 
 	}
 	t := n.b.topic(topic, false)
 	if t == nil {
-		return Snapshot{Position: Position{Epoch: n.b.epoch}}, nil
+		return Snapshot{}, nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := Snapshot{Position: Position{Epoch: n.b.epoch, Seq: t.seq}, Items: make([]*Message, 0, len(t.snap))}
+	s := Snapshot{Position: Position{Epoch: t.epoch, Seq: t.seq}, Items: make([]*Message, 0, len(t.snap))}
 	for _, m := range t.snap {
 		s.Items = append(s.Items, m)
 	}
