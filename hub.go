@@ -103,8 +103,10 @@ type Hub struct {
 	draining bool          // Shutdown started: no new sessions
 	gone     chan struct{} // closed when the last session leaves during Shutdown
 
-	done chan struct{}  // closed by Close: stops the hub's goroutines
-	wg   sync.WaitGroup // the hub's goroutines (gap recovery)
+	done    chan struct{}  // closed by Close: stops the hub's goroutines
+	wg      sync.WaitGroup // the hub's goroutines (gap recovery)
+	goMu    sync.Mutex     // guards stopped and orders wg.Add before wg.Wait
+	stopped bool
 
 	closed atomic.Bool // Close started
 
@@ -260,6 +262,9 @@ func (h *Hub) Close() error {
 		for _, s := range sessions {
 			s.close(CloseShutdown, "server shutting down", false)
 		}
+		h.goMu.Lock()
+		h.stopped = true
+		h.goMu.Unlock()
 		close(h.done)
 		h.wg.Wait()
 		h.closeErr = h.bp.Close()
@@ -388,11 +393,12 @@ func (r receiver) Deliver(m *Message) {
 		t.mu.Unlock()
 		return
 	}
-	if t.last != 0 && m.Position.Epoch == t.epoch && m.Position.Seq <= t.last {
+	p := m.Position
+	if t.known && p.Epoch == t.epoch && p.Seq <= t.last {
 		t.mu.Unlock() // already delivered
 		return
 	}
-	if t.last != 0 && (m.Position.Epoch != t.epoch || m.Position.Seq != t.last+1) {
+	if t.known && (p.Seq != t.last+1 || (p.Epoch != t.epoch && t.last != 0)) {
 		t.recovering = true
 		t.backlog = append(t.backlog, m)
 		t.mu.Unlock()
@@ -410,18 +416,42 @@ func (r receiver) Resync(topic string) {
 		return
 	}
 	t.mu.Lock()
-	if t.recovering || t.last == 0 {
+	if t.recovering {
 		t.mu.Unlock()
 		return
+	}
+	if !t.known {
+		// Nothing was delivered yet: recover from the oldest position a
+		// subscription has reached.
+		var ok bool
+		if t.epoch, t.last, ok = t.oldestSubPosition(); !ok {
+			t.mu.Unlock()
+			return
+		}
+		t.known = true
 	}
 	t.recovering = true
 	t.mu.Unlock()
 	r.h.recover(t)
 }
 
+// oldestSubPosition returns the lowest position of the topic's live
+// subscriptions; t.mu must be held.
+func (t *topic) oldestSubPosition() (epoch string, last uint64, ok bool) {
+	for _, sub := range *t.subs.Load() {
+		s := sub.sess
+		s.mu.Lock()
+		if !sub.buffering && s.closing == nil && (!ok || sub.last < last) {
+			epoch, last, ok = sub.epoch, sub.last, true
+		}
+		s.mu.Unlock()
+	}
+	return epoch, last, ok
+}
+
 // deliverLocked hands m to every subscription; t.mu must be held.
 func (t *topic) deliverLocked(m *Message) int {
-	t.epoch, t.last = m.Position.Epoch, m.Position.Seq
+	t.epoch, t.last, t.known = m.Position.Epoch, m.Position.Seq, true
 	subs := *t.subs.Load()
 	for _, s := range subs {
 		s.deliver(m)
@@ -432,6 +462,11 @@ func (t *topic) deliverLocked(m *Message) int {
 // recover fills the gap after t's last delivered message from history, then
 // delivers the backlog, in a goroutine the hub owns.
 func (h *Hub) recover(t *topic) {
+	h.goMu.Lock()
+	defer h.goMu.Unlock()
+	if h.stopped {
+		return
+	}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -485,7 +520,7 @@ func (t *topic) finishRecoveryLocked(hist History) (bool, Event) {
 		t.epoch, t.last = hist.Position.Epoch, hist.Position.Seq
 	} else {
 		for _, m := range hist.Messages {
-			if m.Position.Seq == t.last+1 {
+			if m.Position.Seq == t.last+1 && (m.Position.Epoch == t.epoch || t.last == 0) {
 				t.deliverLocked(m)
 				recovered++
 			}

@@ -230,11 +230,6 @@ func (s *Session) Subscribe(ctx context.Context, req SubscribeRequest) error {
 	s.mu.Unlock()
 	s.signal()
 
-	t.mu.Lock()
-	if t.last == 0 && t.epoch == "" {
-		t.epoch, t.last = start.Epoch, start.Seq
-	}
-	t.mu.Unlock()
 	s.hub.observe(Event{Type: EventSubscribe, Topic: req.Topic, Session: s.id})
 	return nil
 }

@@ -66,7 +66,9 @@ type topic struct {
 	leaving chan struct{} // non-nil while the backplane unsubscribe runs
 
 	mu sync.Mutex // guards the fields below and the writes of subs
-	// epoch and last are the position of the last message delivered.
+	// epoch and last are the position of the last message delivered, once
+	// known is set.
+	known bool
 	epoch string
 	last  uint64
 	// recovering is set while a gap is filled from history; live messages
