@@ -188,3 +188,24 @@ func TestConcurrentCloseAndShutdown(t *testing.T) {
 		t.Errorf("Publish after Close: got %v, want ErrClosed", err)
 	}
 }
+
+func TestTopics(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	s1, s2 := newSession(t, h), newSession(t, h)
+	for _, s := range []*fanout.Session{s1, s2} {
+		if err := s.Subscribe(context.Background(), fanout.SubscribeRequest{Topic: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := publish(t, h, "t", "x")
+	got := h.Topics()
+	if len(got) != 1 || got[0].Name != "t" || got[0].Subscribers != 2 || got[0].Position != p {
+		t.Fatalf("got %+v, want one topic t with 2 subscribers at %v", got, p)
+	}
+	s1.Close(fanout.CloseNormal, "")
+	s2.Close(fanout.CloseNormal, "")
+	if got := h.Topics(); len(got) != 0 {
+		t.Fatalf("after the last subscriber left: got %+v, want none", got)
+	}
+}

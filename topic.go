@@ -102,3 +102,34 @@ func (t *topic) removeSub(s *subscription) {
 	}
 	t.subs.Store(&n)
 }
+
+// Topic describes a topic that has subscribers on this hub.
+type Topic struct {
+	Name string
+	// Subscribers is the number of local sessions subscribed.
+	Subscribers int
+	// Position is that of the last message this hub delivered; zero before
+	// the first.
+	Position Position
+}
+
+// Topics lists the topics that have subscribers on this hub, in no
+// particular order.
+func (h *Hub) Topics() []Topic {
+	var l []Topic
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		ts := make([]*topic, 0, len(sh.topics))
+		for _, t := range sh.topics {
+			ts = append(ts, t)
+		}
+		sh.mu.RUnlock()
+		for _, t := range ts {
+			t.mu.Lock()
+			l = append(l, Topic{Name: t.name, Subscribers: len(*t.subs.Load()), Position: Position{Epoch: t.epoch, Seq: t.last}})
+			t.mu.Unlock()
+		}
+	}
+	return l
+}
