@@ -218,7 +218,11 @@ func (s *Session) Subscribe(ctx context.Context, req SubscribeRequest) error {
 	}
 	s.pushLocked(Frame{Type: FrameReply, Reply: reply})
 	for _, f := range first {
-		s.pushLocked(f)
+		// History and snapshots are bounded by the backplane's retention,
+		// and may well exceed the queue's limits: they do not count
+		// against them, or a client owed more than a queue's worth could
+		// never resume.
+		s.queue.push(f, true)
 	}
 	sub.epoch, sub.last = start.Epoch, start.Seq
 	sub.buffering = false
@@ -435,11 +439,11 @@ func (s *Session) pushLocked(f Frame) {
 		return
 	}
 	o := &s.hub.opts
-	if s.queue.n >= o.QueueMessages || s.queue.bytes+frameSize(f) > o.QueueBytes {
+	if s.queue.counted >= o.QueueMessages || s.queue.bytes+frameSize(f) > o.QueueBytes {
 		s.closeLocked(CloseSlowConsumer, "", false)
 		return
 	}
-	s.queue.push(f)
+	s.queue.push(f, false)
 }
 
 // deliver hands a live message to the subscription.
@@ -478,7 +482,7 @@ func (sub *subscription) deliverLocked(m *Message) {
 	sub.epoch, sub.last = p.Epoch, p.Seq
 	size := m.size()
 	o := &s.hub.opts
-	if s.queue.n >= o.QueueMessages || s.queue.bytes+size > o.QueueBytes {
+	if s.queue.counted >= o.QueueMessages || s.queue.bytes+size > o.QueueBytes {
 		s.closeLocked(CloseSlowConsumer, "", false)
 		return
 	}
@@ -500,24 +504,30 @@ func frameSize(f Frame) int {
 }
 
 // queued is one entry of a session's queue: a message (the common case, kept
-// small) or another frame.
+// small) or another frame. Its size is zero when it does not count against
+// the queue's limits.
 type queued struct {
 	msg   *Message
 	other *Frame
 	size  int
 }
 
-// frameQueue is a growable ring of frames that tracks its size in bytes.
-// Its length is zero or a power of two.
+// frameQueue is a growable ring of frames. Its length is zero or a power of
+// two. counted and bytes measure the entries that count against the
+// session's limits.
 type frameQueue struct {
-	buf   []queued
-	head  int
-	n     int
-	bytes int
+	buf     []queued
+	head    int
+	n       int
+	counted int
+	bytes   int
 }
 
-func (q *frameQueue) push(f Frame) {
-	e := queued{size: frameSize(f)}
+func (q *frameQueue) push(f Frame, exempt bool) {
+	var e queued
+	if !exempt {
+		e.size = frameSize(f)
+	}
 	if f.Type == FrameMessage {
 		e.msg = f.Message
 	} else {
@@ -536,7 +546,10 @@ func (q *frameQueue) pushEntry(e queued) {
 	}
 	q.buf[(q.head+q.n)&(len(q.buf)-1)] = e
 	q.n++
-	q.bytes += e.size
+	if e.size > 0 {
+		q.counted++
+		q.bytes += e.size
+	}
 }
 
 func (q *frameQueue) pop(dst []Frame, max int) []Frame {
@@ -548,13 +561,16 @@ func (q *frameQueue) pop(dst []Frame, max int) []Frame {
 		} else {
 			dst = append(dst, *e.other)
 		}
-		q.bytes -= e.size
+		if e.size > 0 {
+			q.counted--
+			q.bytes -= e.size
+		}
 		*e = queued{}
 		q.head = (q.head + 1) & mask
 		q.n--
 	}
 	if q.n == 0 {
-		q.head, q.bytes = 0, 0
+		q.head, q.counted, q.bytes = 0, 0, 0
 		if len(q.buf) > 256 {
 			q.buf = nil // give a burst's memory back
 		}
@@ -563,5 +579,5 @@ func (q *frameQueue) pop(dst []Frame, max int) []Frame {
 }
 
 func (q *frameQueue) reset() {
-	q.buf, q.head, q.n, q.bytes = nil, 0, 0, 0
+	q.buf, q.head, q.n, q.counted, q.bytes = nil, 0, 0, 0, 0
 }

@@ -209,3 +209,30 @@ func TestTopics(t *testing.T) {
 		t.Fatalf("after the last subscriber left: got %+v, want none", got)
 	}
 }
+
+func TestResumeLongerThanQueue(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, &fanout.HubOptions{QueueMessages: 8})
+	var first fanout.Position
+	for i := range 100 {
+		p := publish(t, h, "t", fmt.Sprint(i))
+		if i == 0 {
+			first = p
+		}
+	}
+	s := newSession(t, h)
+	since := fanout.Position{Epoch: first.Epoch}
+	if err := s.Subscribe(context.Background(), fanout.SubscribeRequest{Topic: "t", Since: &since}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, h, "t", "live")
+	var buf []fanout.Frame
+	if f := next(t, s, &buf); f.Reply == nil || !*f.Reply.Recovered {
+		t.Fatalf("got %+v, want recovered reply", f)
+	}
+	for seq := uint64(1); seq <= 101; seq++ {
+		if f := next(t, s, &buf); f.Message == nil || f.Message.Position.Seq != seq {
+			t.Fatalf("got %+v, want seq %d", f, seq)
+		}
+	}
+}

@@ -57,7 +57,9 @@ func ParseCommand(b []byte) (Command, error) {
 	if err := d.Decode(&r); err != nil {
 		return Command{ID: salvageID(b)}, fmt.Errorf("%w: %v", fanout.ErrBadRequest, err)
 	}
-	if d.More() {
+	// Decoder.More would accept a trailing "}" or "]": check that only JSON
+	// whitespace follows the command.
+	if len(bytes.TrimLeft(b[d.InputOffset():], " \t\r\n")) > 0 {
 		return Command{ID: salvageID(b)}, fmt.Errorf("%w: trailing data after the command", fanout.ErrBadRequest)
 	}
 	c := Command{Type: r.Type, Topic: r.Topic, Snapshot: r.Snapshot, Key: r.Key}
@@ -108,7 +110,13 @@ func Payload(data json.RawMessage, data64 *string) ([]byte, error) {
 		}
 		return b, nil
 	case data != nil:
-		return []byte(data), nil
+		// Compact, so that the payload travels as "data" again (see
+		// AppendData) rather than as base64.
+		var c bytes.Buffer
+		if err := json.Compact(&c, data); err != nil {
+			return nil, fmt.Errorf("%w: data: %v", fanout.ErrBadRequest, err)
+		}
+		return c.Bytes(), nil
 	}
 	return nil, fmt.Errorf("%w: publish needs data or data64", fanout.ErrBadRequest)
 }

@@ -45,22 +45,23 @@ func appendMessage(b []byte, m *fanout.Message) []byte {
 }
 
 // AppendData appends the payload as `,"data":<json>` when it is valid JSON
-// and as `,"data64":"<base64>"` otherwise, so that any bytes can travel.
+// in valid UTF-8 that a JSON decoder hands back byte for byte (no line
+// breaks, which separate frames, and no surrounding white space), and as
+// `,"data64":"<base64>"` otherwise, so that any bytes travel unchanged.
+// (encoding/json accepts invalid UTF-8 inside strings, which a WebSocket text
+// message must not carry.)
 func AppendData(b, data []byte) []byte {
-	if len(data) > 0 && json.Valid(data) {
+	if len(data) > 0 && !bytes.ContainsAny(data, "\n\r") && !isSpace(data[0]) && !isSpace(data[len(data)-1]) &&
+		utf8.Valid(data) && json.Valid(data) {
 		b = append(b, `,"data":`...)
-		if bytes.ContainsAny(data, "\n\r") {
-			// Frames are newline-separated: compact multi-line JSON.
-			var c bytes.Buffer
-			json.Compact(&c, data)
-			return append(b, c.Bytes()...)
-		}
 		return append(b, data...)
 	}
 	b = append(b, `,"data64":"`...)
 	b = base64.StdEncoding.AppendEncode(b, data)
 	return append(b, '"')
 }
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // AppendFrame appends f as one line of JSON, without the newline.
 func AppendFrame(b []byte, f fanout.Frame) []byte {
