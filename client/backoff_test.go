@@ -1,0 +1,314 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/backplane/memory"
+	"github.com/gofanout/fanout/client"
+	fws "github.com/gofanout/fanout/transport/websocket"
+)
+
+func TestBackoffFullJitter(t *testing.T) {
+	t.Parallel()
+	const lo, hi = 250 * time.Millisecond, 30 * time.Second
+	highest := func(n int64) int64 { return n - 1 }
+	lowest := func(int64) int64 { return 0 }
+	for _, c := range []struct {
+		n    int
+		want time.Duration
+	}{
+		{0, 0},
+		{1, lo},
+		{2, 2 * lo},
+		{3, 4 * lo},
+		{7, 64 * lo},
+		{8, hi}, // 128*lo would be 32s
+		{60, hi},
+		{1 << 30, hi},
+	} {
+		if got := client.Backoff(c.n, lo, hi, highest); got != c.want {
+			t.Errorf("attempt %d: got at most %v, want %v", c.n, got, c.want)
+		}
+		if got := client.Backoff(c.n, lo, hi, lowest); got != 0 {
+			t.Errorf("attempt %d: got at least %v, want 0", c.n, got)
+		}
+	}
+	// Every value of the range is reachable: rnd's argument is its size.
+	var size int64
+	client.Backoff(3, lo, hi, func(n int64) int64 { size = n; return 0 })
+	if size != int64(4*lo)+1 {
+		t.Errorf("got a range of %d values, want %d", size, int64(4*lo)+1)
+	}
+	if got := client.Backoff(100, time.Duration(1<<62), time.Duration(1<<62+1<<61), highest); got != time.Duration(1<<62+1<<61) {
+		t.Errorf("got %v, want the maximum without overflow", got)
+	}
+}
+
+// pipeNet is an in-memory network for tests in a synctest bubble, where a
+// loopback socket would keep the fake clock from advancing. Its server is
+// the real WebSocket transport in a real http.Server.
+type pipeNet struct {
+	accept chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+
+	mu    sync.Mutex // guards down and conns
+	down  bool
+	conns []net.Conn
+}
+
+func newPipeNet() *pipeNet {
+	return &pipeNet{accept: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (p *pipeNet) Accept() (net.Conn, error) {
+	select {
+	case c := <-p.accept:
+		return c, nil
+	case <-p.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (p *pipeNet) Close() error {
+	p.once.Do(func() { close(p.closed) })
+	return nil
+}
+
+func (p *pipeNet) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+var errRefused = errors.New("connection refused")
+
+func (p *pipeNet) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		return nil, errRefused
+	}
+	c, s := net.Pipe()
+	p.conns = append(p.conns, c, s)
+	p.mu.Unlock()
+	select {
+	case p.accept <- s:
+		return c, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.closed:
+		return nil, errRefused
+	}
+}
+
+// cut closes every connection; setDown makes new ones fail.
+func (p *pipeNet) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *pipeNet) setDown(down bool) {
+	p.mu.Lock()
+	p.down = down
+	p.mu.Unlock()
+}
+
+// stamped is a status and the (fake) time it was reported.
+type stamped struct {
+	client.Status
+	at time.Time
+}
+
+// bubbleServer serves handler on a pipeNet and returns the client options
+// to reach it. Everything is closed by the returned function.
+func bubbleServer(t *testing.T, handler http.Handler) (*pipeNet, *client.Options, func() []stamped, func()) {
+	pn := newPipeNet()
+	srv := &http.Server{Handler: handler}
+	go srv.Serve(pn)
+	tr := &http.Transport{DialContext: pn.dial}
+	var (
+		mu  sync.Mutex
+		log []stamped
+	)
+	o := &client.Options{
+		HTTPClient:   &http.Client{Transport: tr},
+		BackoffMin:   time.Second,
+		BackoffMax:   8 * time.Second,
+		HealthyAfter: time.Minute,
+		PingInterval: -1,
+		OnStatus: func(s client.Status) {
+			mu.Lock()
+			log = append(log, stamped{s, time.Now()})
+			mu.Unlock()
+		},
+	}
+	statuses := func() []stamped {
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		l := log
+		log = nil
+		return l
+	}
+	return pn, o, statuses, func() {
+		srv.Close()
+		pn.Close()
+		tr.CloseIdleConnections()
+	}
+}
+
+func newBubbleHub(t *testing.T, o *fanout.HubOptions) (*fanout.Hub, http.Handler) {
+	h, err := fanout.NewHub(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, fws.New(h, &fws.Options{PingInterval: -1})
+}
+
+// TestReconnectBackoffTiming checks on a fake clock that reconnect
+// attempts wait the backoff they announce, that the backoff doubles up to
+// its maximum, and that a healthy connection starts over.
+func TestReconnectBackoffTiming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub, h := newBubbleHub(t, nil)
+		defer hub.Close()
+		pn, o, statuses, closeNet := bubbleServer(t, h)
+		defer closeNet()
+		ctx := context.Background()
+		c, err := client.Dial(ctx, "ws://fanout.test/", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s, err := c.Subscribe(ctx, "x", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses()
+
+		pn.setDown(true)
+		pn.cut()
+		time.Sleep(2 * time.Minute)
+		log := statuses()
+		attempts := 0
+		for i, st := range log {
+			switch st.Kind {
+			case client.StatusDisconnected:
+				limit := o.BackoffMax
+				if attempts < 8 {
+					limit = min(limit, o.BackoffMin<<attempts)
+				}
+				if st.Retry < 0 || st.Retry > limit {
+					t.Errorf("attempt %d: got a wait of %v, want at most %v", attempts+1, st.Retry, limit)
+				}
+				if i+1 < len(log) {
+					nx := log[i+1]
+					if nx.Kind != client.StatusConnecting || nx.Attempt != attempts+1 || nx.at.Sub(st.at) != st.Retry {
+						t.Errorf("got %v attempt %d after %v, want attempt %d after %v", nx.Kind, nx.Attempt, nx.at.Sub(st.at), attempts+1, st.Retry)
+					}
+				}
+				attempts++
+			case client.StatusConnecting:
+			default:
+				t.Errorf("got status %v, want only attempts", st.Kind)
+			}
+		}
+		if attempts < 10 {
+			t.Errorf("got %d attempts in 2 minutes, want at least 10 (8s at most apart)", attempts)
+		}
+
+		pn.setDown(false)
+		time.Sleep(o.BackoffMax)
+		log = statuses()
+		if len(log) < 3 || log[len(log)-2].Kind != client.StatusConnected || log[len(log)-1].Kind != client.StatusResumed {
+			t.Fatalf("got %v, want to connect and resume", log)
+		}
+		if _, err := hub.Publish(ctx, "x", []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		if ev, err := s.Next(ctx); err != nil || ev.Position.Seq != 1 {
+			t.Errorf("got %v, %v, want message 1", ev.Position, err)
+		}
+
+		// A connection that lasted HealthyAfter resets the backoff.
+		time.Sleep(o.HealthyAfter)
+		pn.cut()
+		time.Sleep(o.BackoffMin)
+		log = statuses()
+		if len(log) < 3 || log[0].Kind != client.StatusDisconnected || log[0].Retry > o.BackoffMin || log[1].Attempt != 1 || log[2].Kind != client.StatusConnected {
+			t.Errorf("got %v, want a first attempt within %v that connects", log, o.BackoffMin)
+		}
+	})
+}
+
+// TestShutdownReconnectsWithoutWait checks on a fake clock that a close
+// with CloseShutdown is followed by an attempt at the same instant, and
+// that a second shutdown in a row waits a backoff.
+func TestShutdownReconnectsWithoutWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		broker := memory.New(nil)
+		var (
+			mu   sync.Mutex
+			hubs []*fanout.Hub
+			hs   []http.Handler
+		)
+		for range 3 {
+			hub, h := newBubbleHub(t, &fanout.HubOptions{Backplane: broker.Node()})
+			defer hub.Close()
+			hubs, hs = append(hubs, hub), append(hs, h)
+		}
+		current := 0
+		route := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			h := hs[current]
+			mu.Unlock()
+			h.ServeHTTP(w, r)
+		})
+		_, o, statuses, closeNet := bubbleServer(t, route)
+		defer closeNet()
+		o.BackoffMin, o.BackoffMax = time.Minute, time.Minute
+		ctx := context.Background()
+		c, err := client.Dial(ctx, "ws://fanout.test/", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Subscribe(ctx, "x", nil); err != nil {
+			t.Fatal(err)
+		}
+		statuses()
+
+		for i := 1; i <= 2; i++ {
+			mu.Lock()
+			current = i
+			mu.Unlock()
+			if err := hubs[i-1].Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(o.BackoffMax)
+			log := statuses()
+			if len(log) < 3 || log[0].Kind != client.StatusDisconnected || log[0].Code != fanout.CloseShutdown {
+				t.Fatalf("shutdown %d: got %v, want a disconnection with 4000", i, log)
+			}
+			wait := log[1].at.Sub(log[0].at)
+			if i == 1 && (log[0].Retry != 0 || wait != 0) {
+				t.Errorf("first shutdown: got a wait of %v (announced %v), want none", wait, log[0].Retry)
+			}
+			if i == 2 && wait != log[0].Retry {
+				t.Errorf("second shutdown: got a wait of %v, want the announced backoff %v", wait, log[0].Retry)
+			}
+			if log[2].Kind != client.StatusConnected {
+				t.Errorf("shutdown %d: got %v, want to connect", i, log)
+			}
+		}
+	})
+}
