@@ -1,0 +1,215 @@
+// Helpers shared by the browser tests: build and run an example server, a
+// headless Chromium, a TCP proxy that can cut connections, screenshots.
+import { spawn, execFile } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+import { chromium } from 'playwright-core';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const artifactsDir = process.env.FANOUT_E2E_ARTIFACTS || path.join(repoRoot, 'test-artifacts', 'e2e');
+fs.mkdirSync(artifactsDir, { recursive: true });
+
+/** The Chromium binary: $CHROMIUM, or Debian's. Never a downloaded one. */
+export const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const chromiumArgs = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/**
+ * launchBrowser starts headless Chromium (Playwright gives it a fresh
+ * temporary user-data-dir) and returns it; close it when done.
+ */
+export async function launchBrowser() {
+  return chromium.launch({ executablePath: chromiumPath, headless: true, args: chromiumArgs });
+}
+
+/**
+ * newPage opens a page in a fresh browser context. Console errors and page
+ * errors are collected in page.problems, and logged with the test's name.
+ */
+export async function newPage(browser, t) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('pageerror', (err) => page.problems.push(`pageerror: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') page.problems.push(`console: ${msg.text()}`);
+  });
+  t.after(() => context.close());
+  return page;
+}
+
+/** screenshot saves the page as <artifacts>/<name>.png. */
+export async function screenshot(page, name) {
+  const file = path.join(artifactsDir, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+const built = new Map();
+
+/** buildExample compiles ./examples/<name> once per run and returns the binary's path. */
+export function buildExample(name) {
+  if (!built.has(name)) {
+    const out = path.join(artifactsDir, 'bin', name);
+    built.set(
+      name,
+      promisify(execFile)('go', ['build', '-o', out, `./examples/${name}`], { cwd: repoRoot }).then(
+        () => out,
+        (err) => {
+          throw new Error(`go build ./examples/${name}: ${err.stderr || err.message}`);
+        },
+      ),
+    );
+  }
+  return built.get(name);
+}
+
+/** freePort returns a loopback TCP port that was free a moment ago. */
+export async function freePort() {
+  const srv = net.createServer();
+  await new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+/**
+ * startServer runs binary with args and waits until it logs that it
+ * listens. The returned object has url, stop(signal) (resolves when the
+ * process has exited) and log (its output so far, also written to
+ * <artifacts>/<logName>.log).
+ */
+export async function startServer(binary, args, { logName, readyPattern = /msg=listening/, timeoutMs = 20000 } = {}) {
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logFile = logName ? fs.createWriteStream(path.join(artifactsDir, `${logName}.log`), { flags: 'w' }) : null;
+  const server = { child, log: '', exited: null };
+  server.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const ready = new Promise((resolve, reject) => {
+    const onData = (chunk) => {
+      const s = chunk.toString();
+      server.log += s;
+      if (logFile) logFile.write(s);
+      if (readyPattern.test(server.log)) resolve();
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('error', reject);
+    server.exited.then(({ code, signal }) =>
+      reject(new Error(`${path.basename(binary)} exited (code ${code}, signal ${signal}) before it was ready:\n${server.log}`)),
+    );
+  });
+  server.stop = async (signal = 'SIGTERM') => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    const res = await server.exited;
+    if (logFile) await new Promise((r) => logFile.end(r));
+    return res;
+  };
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${path.basename(binary)} not ready after ${timeoutMs} ms:\n${server.log}`)), timeoutMs);
+  });
+  try {
+    await Promise.race([ready, timeout]);
+  } catch (err) {
+    await server.stop('SIGKILL');
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  return server;
+}
+
+/**
+ * startProxy forwards loopback TCP connections from a free port to target.
+ * cut() destroys every open connection and refuses new ones (accepts and
+ * drops them at once) until restore(): a network outage that the server
+ * does not see coming.
+ */
+export async function startProxy(targetPort) {
+  const conns = new Set();
+  let down = false;
+  const srv = net.createServer((client) => {
+    if (down) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    const pair = { client, upstream };
+    conns.add(pair);
+    const drop = () => {
+      conns.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', resolve);
+  });
+  return {
+    port: srv.address().port,
+    get connections() {
+      return conns.size;
+    },
+    cut() {
+      down = true;
+      for (const { client, upstream } of conns) {
+        client.destroy();
+        upstream.destroy();
+      }
+      conns.clear();
+    },
+    restore() {
+      down = false;
+    },
+    close() {
+      this.cut();
+      return new Promise((resolve) => srv.close(resolve));
+    },
+  };
+}
+
+/** postJSON posts body (an object or a string) and returns {status, body}. */
+export async function postJSON(url, body, headers = {}) {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = text;
+  }
+  return { status: res.status, body: parsed };
+}
+
+/** tmpDir makes a temporary directory removed after the test. */
+export function tmpDir(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fanout-e2e-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}

@@ -1,0 +1,100 @@
+// Command inventory is a live inventory board: every browser that opens it
+// sees each product's stock at once, and every change within milliseconds.
+//
+//	go run ./examples/inventory            # http://localhost:8080
+//
+// The inventory service reports a change by posting its event:
+//
+//	curl -X POST localhost:8080/events \
+//	  -d '{"ProductId":"SKU-1","NewQuantity":5,"Timestamp":1700000000000}'
+//
+// With -token (or INVENTORY_TOKEN), POST /events and POST /publish need
+// "Authorization: Bearer <token>". It uses the in-memory backplane, so it
+// needs nothing else; -simulate (on by default) changes stock every
+// -interval so that the board moves by itself.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "inventory:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	addr := flag.String("addr", ":8080", "address to listen on")
+	token := flag.String("token", os.Getenv("INVENTORY_TOKEN"), "bearer token required by POST /events and /publish (default $INVENTORY_TOKEN; empty: no auth)")
+	simulate := flag.Bool("simulate", true, "change random products' stock every -interval")
+	interval := flag.Duration("interval", 2*time.Second, "how often -simulate changes stock")
+	stock := flag.String("stock", "", "initial stock, overriding the built-in catalogue's: SKU-1=10,SKU-3=0")
+	drain := flag.Duration("shutdown-timeout", 10*time.Second, "how long to drain connections on SIGINT/SIGTERM")
+	flag.Parse()
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	catalog, err := parseStock(defaultCatalog(), *stock)
+	if err != nil {
+		return err
+	}
+	srv, err := newServer(config{Catalog: catalog, Token: *token, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer srv.hub.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.seed(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	var wg sync.WaitGroup
+	if *simulate {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			srv.simulate(ctx, *interval, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+		}()
+	}
+	logger.Info("listening", "url", "http://"+ln.Addr().String(), "simulate", *simulate, "auth", *token != "")
+
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+	}
+	stop()
+	logger.Info("shutting down")
+	// The hub first: it tells every client to reconnect (close code 4000)
+	// and ends their connections, which http.Server.Shutdown would wait for
+	// forever.
+	sctx, cancel := context.WithTimeout(context.Background(), *drain)
+	defer cancel()
+	herr := srv.hub.Shutdown(sctx)
+	serr := hs.Shutdown(sctx)
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return errors.Join(err, herr, serr)
+}

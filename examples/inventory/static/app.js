@@ -1,0 +1,160 @@
+// The inventory page: one row per product, one subscription per product.
+import { connect } from './fanout.js';
+
+const rows = document.getElementById('rows');
+const statusBox = document.getElementById('status');
+const statusText = document.getElementById('status-text');
+const logList = document.getElementById('log');
+
+const LOW_STOCK = 5;
+const LOG_LINES = 12;
+
+// log adds a line to the activity list, newest first.
+function log(text, kind = 'info') {
+  const li = document.createElement('li');
+  li.className = kind;
+  const time = document.createElement('time');
+  time.textContent = new Date().toLocaleTimeString();
+  li.append(time, ' ', text);
+  logList.prepend(li);
+  while (logList.children.length > LOG_LINES) logList.lastChild.remove();
+}
+
+// noteLater gathers per-product notes of one reconnect into one line.
+const notes = new Map(); // text -> SKUs
+function noteLater(text, sku, kind) {
+  if (!notes.has(text)) {
+    notes.set(text, []);
+    setTimeout(() => {
+      const skus = notes.get(text);
+      notes.delete(text);
+      log(text.replace('%s', skus.join(', ')), kind);
+    }, 50);
+  }
+  notes.get(text).push(sku);
+}
+
+function showStatus(s) {
+  statusBox.dataset.state = s.state;
+  document.body.dataset.connection = s.state;
+  let text;
+  switch (s.state) {
+    case 'connecting':
+      text = s.attempt > 0 ? `Connecting… (attempt ${s.attempt + 1})` : 'Connecting…';
+      break;
+    case 'connected':
+      text = 'Live';
+      break;
+    default: {
+      const why = s.code ? ` (${s.code}${s.reason ? ': ' + s.reason : ''})` : '';
+      text = s.willReconnect
+        ? `Disconnected${why}, retrying in ${(s.retryIn / 1000).toFixed(1)} s`
+        : `Disconnected${why}`;
+    }
+  }
+  statusText.textContent = text;
+  if (s.state !== 'connecting') log(text, s.state === 'connected' ? 'ok' : 'warn');
+}
+
+// fetchProducts loads the catalogue, retrying until the server answers.
+async function fetchProducts() {
+  for (let delay = 500; ; delay = Math.min(delay * 2, 10000)) {
+    try {
+      const res = await fetch('api/products');
+      if (res.ok) return await res.json();
+    } catch {
+      // retried below
+    }
+    await new Promise((r) => setTimeout(r, delay * Math.random()));
+  }
+}
+
+function makeRow(p) {
+  const tr = document.createElement('tr');
+  tr.dataset.sku = p.sku;
+  tr.dataset.state = 'loading';
+  const cells = {};
+  for (const name of ['name', 'sku', 'stock', 'availability', 'updated']) {
+    const td = document.createElement('td');
+    td.className = name;
+    tr.append(td);
+    cells[name] = td;
+  }
+  cells.name.textContent = p.name;
+  cells.sku.textContent = p.sku;
+  cells.stock.classList.add('num');
+  cells.stock.textContent = '…';
+  cells.availability.textContent = '';
+  cells.updated.textContent = '';
+  return { tr, cells };
+}
+
+// render shows a product's stock event; anything else on the topic is
+// ignored.
+function render(row, msg, animate) {
+  const ev = msg.data;
+  if (!ev || typeof ev !== 'object' || !Number.isSafeInteger(ev.NewQuantity) || ev.NewQuantity < 0) return;
+  const q = ev.NewQuantity;
+  const { tr, cells } = row;
+  const changed = cells.stock.textContent !== String(q);
+  cells.stock.textContent = String(q);
+  tr.dataset.stock = String(q);
+  tr.dataset.seq = String(msg.seq);
+  const state = q === 0 ? 'out' : q <= LOW_STOCK ? 'low' : 'in';
+  tr.dataset.state = state;
+  cells.availability.textContent = state === 'out' ? 'Out of stock' : state === 'low' ? 'Low stock' : 'In stock';
+  const when = Number.isSafeInteger(ev.Timestamp) ? new Date(ev.Timestamp) : new Date();
+  const today = when.toDateString() === new Date().toDateString();
+  cells.updated.textContent = today ? when.toLocaleTimeString() : when.toLocaleString();
+  cells.updated.title = `${when.toISOString()} · seq ${msg.seq}`;
+  if (animate && changed) {
+    tr.classList.remove('flash');
+    void tr.offsetWidth; // restart the animation
+    tr.classList.add('flash');
+  }
+}
+
+// The transport: WebSocket, or Server-Sent Events with ?transport=sse.
+const transport = new URLSearchParams(location.search).get('transport') === 'sse' ? 'sse' : 'websocket';
+
+async function main() {
+  const products = await fetchProducts();
+  rows.replaceChildren();
+  const topics = products.map((p) => {
+    const row = makeRow(p);
+    rows.append(row.tr);
+    return {
+      topic: p.topic,
+      snapshot: true,
+      onSnapshot(snap) {
+        const item = snap.items.find((m) => m.key === p.sku);
+        if (item) render(row, item, row.tr.dataset.stock !== undefined);
+        else row.cells.stock.textContent = '—';
+      },
+      onMessage(msg) {
+        if (msg.key === p.sku) render(row, msg, true);
+      },
+      onReset() {
+        noteLater('The server lost its history: reloaded the current stock of %s', p.sku, 'warn');
+      },
+      onSubscribed(info) {
+        if (info.resumed && info.recovered) noteLater('Resumed %s from their last positions, nothing lost', p.sku, 'ok');
+      },
+      onError(err) {
+        log(`${p.sku}: ${err.message}`, 'warn');
+      },
+    };
+  });
+  document.getElementById('transport').textContent = transport === 'sse' ? 'Server-Sent Events' : 'WebSocket';
+  const client = connect(transport === 'sse' ? 'sse' : 'ws', {
+    transport,
+    topics,
+    backoffMin: 500,
+    backoffMax: 10000,
+    onStatus: showStatus,
+  });
+  // For debugging in the console.
+  window.inventory = { client };
+}
+
+main();
