@@ -1,0 +1,18 @@
+package redis
+
+import (
+	"strconv"
+
+	"github.com/gofanout/fanout"
+)
+
+// DecodeRecord and AppendRecord expose the record codec to the fuzz tests.
+var DecodeRecord = decodeRecord
+
+func AppendRecord(dst []byte, m *fanout.Message) []byte {
+	dst = append(dst, m.Position.Epoch...)
+	dst = append(dst, ' ')
+	dst = strconv.AppendUint(dst, m.Position.Seq, 10)
+	dst = append(dst, ' ')
+	return appendBody(dst, m)
+}

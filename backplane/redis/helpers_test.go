@@ -1,0 +1,66 @@
+package redis_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"testing"
+	"time"
+
+	"github.com/gofanout/fanout/internal/testenv"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// newClient returns a client of the test Redis, closed when the test ends.
+func newClient(t testing.TB, opts *goredis.Options) *goredis.Client {
+	t.Helper()
+	var o goredis.Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Addr == "" {
+		o.Addr = testenv.Redis(t)
+	}
+	c := goredis.NewClient(&o)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// uniquePrefix returns a key prefix no other test uses, and deletes its
+// keys when the test ends.
+func uniquePrefix(t testing.TB, c goredis.UniversalClient) string {
+	t.Helper()
+	var b [6]byte
+	rand.Read(b[:])
+	prefix := "fanout-test-" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		if err := deleteKeys(c, "{"+prefix+":*"); err != nil {
+			t.Errorf("delete keys of %s: %v", prefix, err)
+		}
+	})
+	return prefix
+}
+
+// deleteKeys deletes the keys that match pattern.
+func deleteKeys(c goredis.UniversalClient, pattern string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 500 {
+			if err := c.Del(ctx, batch...).Err(); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return c.Del(ctx, batch...).Err()
+	}
+	return nil
+}
