@@ -1,0 +1,45 @@
+// Package fanoutgrpc serves a [fanout.Hub] over gRPC: a server-streaming
+// Subscribe (the call gRPC-Web supports, through Envoy), a bidirectional
+// Connect for services, and a unary Publish. The protocol is
+// proto/fanout/v1/fanout.proto; package fanoutv1 holds its generated Go code,
+// including the clients. docs/PROTOCOL.md describes it.
+//
+// The package lives in the folder transport/grpc but is named fanoutgrpc:
+// it is always used next to google.golang.org/grpc, whose server it
+// registers with, and a distinct name spares every caller an import alias.
+//
+//	hub, _ := fanout.NewHub(nil)
+//	gs := grpc.NewServer()
+//	fanoutgrpc.New(hub, nil).Register(gs)
+//	go gs.Serve(lis)
+//	...
+//	hub.Shutdown(ctx) // ends every stream with codes.Unavailable
+//	gs.GracefulStop()
+//
+// # Authentication
+//
+// Every call is authenticated with [fanout.Hub.Authenticate]. The
+// credentials carry the token of an "authorization: Bearer <token>" metadata
+// entry, all the metadata as Header, and Transport "grpc".
+//
+// # Streams
+//
+// Each stream is one [fanout.Session]. Its handler goroutine is its only
+// writer: it sends what [fanout.Session.Next] returns as one Frames message
+// per batch, so that frames queued together travel together. A message is
+// encoded to protobuf once, however many streams carry it; each stream's
+// Frames message is assembled from those cached bytes without marshalling
+// the message again.
+//
+// A stream that stays silent for [Options.Heartbeat] gets an empty Frames
+// message, which keeps proxies from ending it.
+//
+// A stream ends with a close frame followed by the call's status, which
+// tells the client what to do: codes.Unavailable when the hub shuts down
+// (reconnect, to another server, and resume), codes.ResourceExhausted for a
+// slow consumer or too many commands, codes.Aborted when the server lost
+// track of a topic (reconnect and resume), OK for a normal end. Every status
+// carries a google.rpc.ErrorInfo (domain "fanout") whose reason is the
+// protocol's error code in upper case, or SESSION_CLOSED with the close
+// code as metadata.
+package fanoutgrpc

@@ -1,0 +1,180 @@
+package fanoutgrpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/transport/grpc/fanoutv1"
+)
+
+// Options configures a [Server]. The zero value is valid: every field
+// documents its default. New copies the options.
+type Options struct {
+	// MaxBatchBytes bounds the Frames messages a stream sends: once a
+	// message reaches MaxBatchBytes, the rest of the batch goes into the
+	// next one, so a Frames message holds at most MaxBatchBytes plus one
+	// frame. Keep it well below the clients' maximum receive message size
+	// (4 MiB by default in gRPC). Default: 1 MiB.
+	MaxBatchBytes int
+	// Heartbeat is how long a stream may stay silent: after Heartbeat
+	// without a frame, the server sends an empty Frames message, which
+	// clients skip. It keeps idle streams open through proxies that end
+	// silent ones (Envoy's stream idle timeout, load balancers) and lets
+	// the server notice a vanished client. Default: 30s; negative
+	// disables it.
+	Heartbeat time.Duration
+}
+
+// Server serves a hub's sessions over gRPC. Register it with a gRPC server.
+// It is safe for concurrent use.
+//
+// A Server has no goroutines of its own: each call runs in the handler
+// goroutine gRPC gives it (and, for Connect, a reader goroutine that the
+// handler starts), as one session of the hub. [fanout.Hub.Shutdown] ends
+// every stream; call it before grpc.Server.GracefulStop, which waits for
+// streams but does not end them.
+type Server struct {
+	hub  *fanout.Hub
+	opts Options
+}
+
+// New returns a Server for hub.
+func New(hub *fanout.Hub, opts *Options) *Server {
+	s := &Server{hub: hub}
+	if opts != nil {
+		s.opts = *opts
+	}
+	if s.opts.MaxBatchBytes <= 0 {
+		s.opts.MaxBatchBytes = 1 << 20
+	}
+	if s.opts.Heartbeat == 0 {
+		s.opts.Heartbeat = 30 * time.Second
+	}
+	return s
+}
+
+// Register registers the services fanout.v1.SubscribeService and
+// fanout.v1.PublishService with r, typically a *grpc.Server.
+func (s *Server) Register(r grpc.ServiceRegistrar) {
+	fanoutv1.RegisterSubscribeServiceServer(r, subscribeService{s: s})
+	fanoutv1.RegisterPublishServiceServer(r, publishService{s: s})
+}
+
+// authenticate judges the credentials of the call in ctx.
+func (s *Server) authenticate(ctx context.Context) (fanout.Principal, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	h := make(http.Header, len(md))
+	for k, vs := range md {
+		k = textproto.CanonicalMIMEHeaderKey(k)
+		h[k] = append(h[k], vs...)
+	}
+	c := &fanout.Credentials{Header: h, Transport: "grpc"}
+	if a := h.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		c.Token = a[7:]
+	}
+	return s.hub.Authenticate(ctx, c)
+}
+
+// errorDomain is the domain of the google.rpc.ErrorInfo details that every
+// status of the server carries.
+const errorDomain = "fanout"
+
+// errStatus converts an error of the hub or of a session into a gRPC status
+// error, whose ErrorInfo reason is the protocol's error code in upper case
+// (INVALID_TOPIC, FORBIDDEN, ...).
+func errStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	code := codes.Internal
+	switch {
+	case errors.Is(err, fanout.ErrUnauthenticated):
+		code = codes.Unauthenticated
+	case errors.Is(err, fanout.ErrForbidden):
+		code = codes.PermissionDenied
+	case errors.Is(err, fanout.ErrInvalidTopic), errors.Is(err, fanout.ErrBadRequest), errors.Is(err, fanout.ErrTooLarge):
+		code = codes.InvalidArgument
+	case errors.Is(err, fanout.ErrAlreadySubscribed):
+		code = codes.AlreadyExists
+	case errors.Is(err, fanout.ErrNotSubscribed):
+		code = codes.NotFound
+	case errors.Is(err, fanout.ErrTooManySubscriptions), errors.Is(err, fanout.ErrRateLimited):
+		code = codes.ResourceExhausted
+	case errors.Is(err, fanout.ErrClosed):
+		code = codes.Unavailable
+		msg += ": server shutting down; reconnect to another server"
+	case errors.Is(err, fanout.ErrUnavailable):
+		code = codes.Unavailable
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	default:
+		if _, ok := status.FromError(err); ok {
+			return err // already a status, such as a failed Send's
+		}
+	}
+	return withInfo(code, msg, strings.ToUpper(fanout.ErrorCode(err)), nil)
+}
+
+// withInfo returns a status error with ErrorInfo details.
+func withInfo(code codes.Code, msg, reason string, md map[string]string) error {
+	st := status.New(code, validUTF8(msg))
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain, Metadata: md}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// closeCodes maps close codes to the status that ends a stream.
+var closeCodes = map[fanout.CloseCode]codes.Code{
+	fanout.CloseNormal:       codes.OK,
+	fanout.CloseGoingAway:    codes.Canceled,
+	fanout.CloseProtocol:     codes.InvalidArgument,
+	fanout.CloseTooLarge:     codes.InvalidArgument,
+	fanout.CloseInternal:     codes.Internal,
+	fanout.CloseShutdown:     codes.Unavailable,
+	fanout.CloseSlowConsumer: codes.ResourceExhausted,
+	fanout.CloseUnauthorized: codes.Unauthenticated,
+	fanout.CloseBadRequest:   codes.InvalidArgument,
+	fanout.CloseRateLimited:  codes.ResourceExhausted,
+	fanout.CloseResync:       codes.Aborted,
+	fanout.CloseTimeout:      codes.DeadlineExceeded,
+}
+
+// closeStatus is the status that ends a stream after the close frame c. Its
+// ErrorInfo has reason SESSION_CLOSED and the close frame's code and
+// reconnect hint as metadata, for clients that see only the status.
+func closeStatus(c *fanout.CloseFrame) error {
+	code, ok := closeCodes[c.Code]
+	if !ok {
+		code = codes.Unknown
+	}
+	if code == codes.OK {
+		return nil
+	}
+	advice := "do not reconnect unchanged"
+	switch {
+	case c.Code == fanout.CloseShutdown:
+		advice = "reconnect to another server and resume"
+	case c.Reconnect:
+		advice = "reconnect and resume"
+	}
+	msg := fmt.Sprintf("fanout: closed %d (%s): %s; %s", int(c.Code), c.Code, c.Reason, advice)
+	return withInfo(code, msg, "SESSION_CLOSED", map[string]string{
+		"close_code": strconv.Itoa(int(c.Code)),
+		"reconnect":  strconv.FormatBool(c.Reconnect),
+	})
+}

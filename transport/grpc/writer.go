@@ -1,0 +1,158 @@
+package fanoutgrpc
+
+import (
+	"context"
+	"time"
+
+	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/transport/grpc/fanoutv1"
+)
+
+// writer is a stream's only writer: it sends the session's frames as
+// Frames messages, and heartbeats while there are none.
+type writer struct {
+	sess      *fanout.Session
+	send      func(*fanoutv1.Frames) error
+	max       int
+	heartbeat time.Duration // <= 0: none
+	buf       []fanout.Frame
+	last      time.Time // of the last send
+}
+
+func (s *Server) newWriter(sess *fanout.Session, send func(*fanoutv1.Frames) error) *writer {
+	return &writer{
+		sess:      sess,
+		send:      send,
+		max:       s.opts.MaxBatchBytes,
+		heartbeat: s.opts.Heartbeat,
+		buf:       make([]fanout.Frame, 0, 256),
+	}
+}
+
+// run writes until the session ends, and returns the stream's status.
+func (w *writer) run(ctx context.Context) error {
+	w.last = time.Now()
+	wait, stop := w.beat(ctx)
+	defer func() { stop() }()
+	for {
+		frames, err := w.sess.Next(wait, w.buf)
+		switch {
+		case err == nil:
+			if done, err := w.write(frames); done {
+				return err
+			}
+		case ctx.Err() != nil || wait.Err() == nil:
+			return errStatus(err)
+		default: // a heartbeat may be due
+			if time.Since(w.last) >= w.heartbeat {
+				if err := w.sendFrames(nil); err != nil {
+					return err
+				}
+			}
+			stop()
+			wait, stop = w.beat(ctx)
+		}
+	}
+}
+
+// beat returns a context that ends when the next heartbeat is due, and a
+// function that releases it. There is one per heartbeat period, not one
+// per batch.
+func (w *writer) beat(ctx context.Context) (context.Context, func()) {
+	if w.heartbeat <= 0 {
+		return ctx, func() {}
+	}
+	c, cancel := context.WithCancel(ctx)
+	t := time.AfterFunc(w.heartbeat-time.Since(w.last), cancel)
+	return c, func() {
+		t.Stop()
+		cancel()
+	}
+}
+
+// expired is a context that has ended, for a Next that does not wait.
+var expired = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// flush writes what the session has queued, without waiting for more.
+func (w *writer) flush() (done bool, err error) {
+	for {
+		frames, err := w.sess.Next(expired, w.buf)
+		if err != nil {
+			return false, nil // nothing queued
+		}
+		if done, err := w.write(frames); done {
+			return true, err
+		}
+	}
+}
+
+// write sends frames in as few Frames messages as MaxBatchBytes allows.
+// After the close frame (or a failed send) it reports done, with the
+// stream's status.
+func (w *writer) write(frames []fanout.Frame) (done bool, err error) {
+	defer clear(frames) // let the sent messages go
+	var b []byte
+	for i, f := range frames {
+		if b == nil {
+			// A new buffer for every Frames message: gRPC may keep a sent
+			// message (for tracing, stats handlers), so it is never reused.
+			b = make([]byte, 0, w.estimate(frames[i:]))
+		}
+		if b, err = appendFrame(b, f); err != nil {
+			return true, errStatus(err)
+		}
+		if f.Type == fanout.FrameClose {
+			if err := w.sendFrames(b); err != nil {
+				return true, err
+			}
+			return true, closeStatus(f.Close)
+		}
+		if len(b) >= w.max {
+			if err := w.sendFrames(b); err != nil {
+				return true, err
+			}
+			b = nil
+		}
+	}
+	if len(b) > 0 {
+		if err := w.sendFrames(b); err != nil {
+			return true, err
+		}
+	}
+	return false, nil
+}
+
+// sendFrames sends b, a sequence of encoded frames, as one Frames message.
+func (w *writer) sendFrames(b []byte) error {
+	if err := w.send(newFrames(b)); err != nil {
+		return err
+	}
+	w.last = time.Now()
+	return nil
+}
+
+// estimate is the size of the Frames message that frames start.
+func (w *writer) estimate(frames []fanout.Frame) int {
+	n := 0
+	for _, f := range frames {
+		n += frameSize(f)
+		if n >= w.max {
+			break
+		}
+	}
+	return n
+}
+
+// end closes the session as the stream ends; a close that already happened
+// keeps its code.
+func (w *writer) end(ctx context.Context) {
+	code := fanout.CloseNormal
+	if ctx.Err() != nil {
+		code = fanout.CloseGoingAway
+	}
+	w.sess.Close(code, "")
+}
