@@ -1,0 +1,405 @@
+// Package sse serves fanout topics as Server-Sent Events, the transport that
+// browsers speak with EventSource and that passes through any HTTP proxy.
+//
+// A stream is one GET request: its topics are fixed by the query
+// (?topic=a&topic=b), its events are the JSON frames of the WebSocket
+// protocol, and every message event carries an id that records the position
+// of every topic of the stream. When the connection drops, the browser
+// reconnects by itself with that id in the Last-Event-ID header, and the
+// stream continues exactly after the last event it received: nothing lost,
+// nothing repeated. docs/PROTOCOL.md describes the wire format.
+//
+//	hub, _ := fanout.NewHub(nil)
+//	http.Handle("/events", sse.New(hub, nil))
+//
+// In the browser:
+//
+//	const es = new EventSource("/events?topic=product:42&snapshot=1");
+//	es.addEventListener("msg", e => render(JSON.parse(e.data)));
+//	es.addEventListener("close", e => { if (!JSON.parse(e.data).reconnect) es.close(); });
+//
+// The handler ends its streams when the hub shuts down ([fanout.Hub.Shutdown]),
+// which http.Server.Shutdown alone does not do. It sets no CORS headers:
+// to serve pages of other origins, wrap it in a handler that does (and let
+// middleware that wraps the ResponseWriter implement Unwrap, so that the
+// handler can flush).
+package sse
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/wire"
+)
+
+// Options configures a [Handler]. The zero value is valid: every field
+// documents its default. New copies the options.
+type Options struct {
+	// Retry is the reconnection delay the stream advises clients in its
+	// retry field, and the Retry-After of a 503 while the hub is shutting
+	// down. Default: 2s.
+	Retry time.Duration
+	// HeartbeatInterval is how long a stream may stay silent: after that
+	// long without writing, the handler writes a comment line, which keeps
+	// proxies from closing an idle connection and lets a server notice a
+	// client that is gone. Default: 15s.
+	HeartbeatInterval time.Duration
+}
+
+// Handler serves Server-Sent Events streams of a hub's topics. It is safe
+// for concurrent use; each request is served by its own goroutine, which
+// is the stream's only writer.
+type Handler struct {
+	hub  *fanout.Hub
+	opts Options
+}
+
+// New returns a handler that serves the topics of hub.
+func New(hub *fanout.Hub, opts *Options) *Handler {
+	h := &Handler{hub: hub}
+	if opts != nil {
+		h.opts = *opts
+	}
+	if h.opts.Retry <= 0 {
+		h.opts.Retry = 2 * time.Second
+	}
+	if h.opts.HeartbeatInterval <= 0 {
+		h.opts.HeartbeatInterval = 15 * time.Second
+	}
+	return h
+}
+
+// writeChunk is how much a stream buffers before it writes; it flushes once
+// per batch of frames.
+const writeChunk = 32 << 10
+
+// stream is one request being served.
+type stream struct {
+	h        *Handler
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	sess     *fanout.Session
+	cur      *cursorState
+	snapshot bool // snapshot=1: fresh subscriptions start with a snapshot
+	buf      []byte
+	err      error // the first write error
+}
+
+// ServeHTTP serves one stream. See the package documentation.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "bad_request", "use GET")
+		return
+	}
+	topics, subs, snapshot, err := h.parse(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fanout.ErrorCode(err), err.Error())
+		return
+	}
+	if !canFlush(w) {
+		// A middleware hides the server's Flush: events would sit in a
+		// buffer. Fail loudly rather than stream nothing.
+		h.hub.Logger().Error("sse: the ResponseWriter cannot flush; does a middleware wrap it without Unwrap?")
+		writeError(w, http.StatusInternalServerError, "internal", "streaming is not supported here")
+		return
+	}
+	ctx := r.Context()
+	principal, err := h.hub.Authenticate(ctx, fanout.CredentialsFromRequest(r, "sse"))
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeError(w, http.StatusUnauthorized, fanout.ErrorCode(err), err.Error())
+		return
+	}
+	sess, err := h.hub.NewSession(principal)
+	if err != nil {
+		h.refuse(w, err)
+		return
+	}
+	for _, req := range subs {
+		if err := sess.Subscribe(ctx, req); err != nil {
+			sess.Close(fanout.CloseNormal, "subscribe failed")
+			if ctx.Err() == nil {
+				h.refuse(w, err)
+			}
+			return
+		}
+	}
+	s := &stream{h: h, w: w, rc: http.NewResponseController(w), sess: sess, cur: topics, snapshot: snapshot}
+	code := s.run(ctx, r.ProtoMajor == 1 && r.ProtoMinor == 1)
+	sess.Close(code, "")
+}
+
+// canFlush reports whether w, or a ResponseWriter it wraps, can flush, as
+// http.ResponseController finds out.
+func canFlush(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case interface{ FlushError() error }, http.Flusher:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
+}
+
+// parse reads the request's topics, snapshot flag and cursor. It returns the
+// stream's cursor state and its subscriptions, in the order of the query.
+func (h *Handler) parse(r *http.Request) (*cursorState, []fanout.SubscribeRequest, bool, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("%w: query: %v", fanout.ErrBadRequest, err)
+	}
+	names := q["topic"]
+	if len(names) == 0 {
+		return nil, nil, false, fmt.Errorf("%w: no topic parameter", fanout.ErrBadRequest)
+	}
+	for _, t := range names {
+		if err := fanout.ValidateTopic(t); err != nil {
+			return nil, nil, false, err
+		}
+	}
+	var snapshot bool
+	switch v := q.Get("snapshot"); v {
+	case "", "0", "false":
+	case "1", "true":
+		snapshot = true
+	default:
+		return nil, nil, false, fmt.Errorf("%w: snapshot=%q, want 1 or 0", fanout.ErrBadRequest, v)
+	}
+	cur := newCursorState(sortTopics(names))
+	// The browser sends Last-Event-ID when it reconnects, with the URL of
+	// the first connection: the header is newer than the since parameter.
+	c, from := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
+	if c == "" {
+		c, from = q.Get("since"), "since"
+	}
+	if c != "" {
+		if err := cur.decode(c); err != nil {
+			return nil, nil, false, fmt.Errorf("%w: %s: %w", fanout.ErrBadRequest, from, err)
+		}
+	}
+	subs := make([]fanout.SubscribeRequest, 0, len(cur.topics))
+	seen := make(map[string]bool, len(cur.topics))
+	for _, t := range names {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		req := fanout.SubscribeRequest{Topic: t, Snapshot: snapshot}
+		if i := cur.index[t]; cur.set[i] {
+			p := cur.pos[i]
+			req.Since, req.Snapshot = &p, false
+		}
+		subs = append(subs, req)
+	}
+	return cur, subs, snapshot, nil
+}
+
+// refuse answers a request that cannot start its stream.
+func (h *Handler) refuse(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, fanout.ErrForbidden):
+		status = http.StatusForbidden
+	case errors.Is(err, fanout.ErrInvalidTopic), errors.Is(err, fanout.ErrBadRequest),
+		errors.Is(err, fanout.ErrTooManySubscriptions), errors.Is(err, fanout.ErrAlreadySubscribed):
+		status = http.StatusBadRequest
+	case errors.Is(err, fanout.ErrClosed), errors.Is(err, fanout.ErrUnavailable):
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", strconv.Itoa(int((h.opts.Retry+time.Second-1)/time.Second)))
+	}
+	if status == http.StatusInternalServerError {
+		h.hub.Logger().Error("sse: cannot start a stream", "err", err)
+	}
+	writeError(w, status, fanout.ErrorCode(err), err.Error())
+}
+
+// writeError writes {"error":{"code":…,"message":…}}.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	body.Error.Code, body.Error.Message = code, msg
+	b, _ := json.Marshal(body)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// run writes the stream until the session ends or the client goes away,
+// and returns the code to close the session with.
+func (s *stream) run(ctx context.Context, http11 bool) fanout.CloseCode {
+	hd := s.w.Header()
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	if http11 {
+		// HTTP/2 and later forbid connection-specific headers.
+		hd.Set("Connection", "keep-alive")
+	}
+	s.w.WriteHeader(http.StatusOK)
+	s.buf = make([]byte, 0, 4096)
+	s.buf = append(s.buf, "retry: "...)
+	s.buf = strconv.AppendInt(s.buf, s.h.opts.Retry.Milliseconds(), 10)
+	s.buf = append(s.buf, "\n\n"...)
+
+	hb := s.h.opts.HeartbeatInterval
+	frames := make([]fanout.Frame, 0, 256)
+	lastWrite := time.Now()
+	var wait deadline
+	wait.reset(ctx, lastWrite.Add(hb))
+	defer func() { wait.cancel() }()
+	for {
+		var err error
+		frames, err = s.sess.Next(wait.ctx, frames)
+		if err != nil {
+			if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+				return fanout.CloseGoingAway
+			}
+			// The heartbeat deadline passed.
+			if now := time.Now(); now.Sub(lastWrite) >= hb {
+				s.buf = append(s.buf, ": heartbeat\n\n"...)
+				if !s.flush() {
+					return fanout.CloseGoingAway
+				}
+				lastWrite = now
+			}
+			wait.reset(ctx, lastWrite.Add(hb))
+			continue
+		}
+		closed := false
+		for _, f := range frames {
+			s.frame(f)
+			closed = closed || f.Type == fanout.FrameClose
+		}
+		clear(frames) // drop the references to messages
+		if !s.flush() {
+			return fanout.CloseGoingAway
+		}
+		if closed {
+			return fanout.CloseNormal // the session's own code was set first
+		}
+		lastWrite = time.Now()
+	}
+}
+
+// deadline is a context that ends at the next heartbeat. The stream makes
+// a new one only when a heartbeat interval passed, not per batch.
+type deadline struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (d *deadline) reset(parent context.Context, t time.Time) {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.ctx, d.cancel = context.WithDeadline(parent, t)
+}
+
+// frame appends one event, writing out the buffer when it grows large.
+func (s *stream) frame(f fanout.Frame) {
+	b := s.buf
+	switch f.Type {
+	case fanout.FrameMessage:
+		m := f.Message
+		if i, ok := s.cur.index[m.Topic]; ok {
+			s.cur.setPos(i, m.Position)
+		}
+		b = append(b, "event: msg\nid: "...)
+		b = s.cur.appendCursor(b)
+		b = append(b, '\n')
+		b = appendData(b, m.Encode(wire.JSON))
+	case fanout.FrameReply:
+		r := f.Reply
+		// The reply of a plain subscription gives the position live
+		// messages continue after. Other replies are followed by what
+		// brings the client to their position (history, a snapshot), so
+		// the cursor moves only with what follows.
+		if i, ok := s.cur.index[r.Topic]; ok && r.Err == nil && r.Position != nil && r.Recovered == nil && !s.cur.set[i] && !s.snapshot {
+			s.cur.setPos(i, *r.Position)
+		}
+		b = append(b, "event: reply\nid: "...)
+		b = s.cur.appendCursor(b)
+		b = append(b, '\n')
+		b = appendData(b, wire.AppendFrame(nil, f))
+	case fanout.FrameSnapshot:
+		if i, ok := s.cur.index[f.Snapshot.Topic]; ok {
+			s.cur.setPos(i, f.Snapshot.Position)
+		}
+		b = append(b, "event: snapshot\nid: "...)
+		b = s.cur.appendCursor(b)
+		b = append(b, '\n')
+		b = appendData(b, wire.AppendFrame(nil, f))
+	case fanout.FrameClose:
+		b = append(b, "event: close\n"...)
+		b = appendData(b, wire.AppendFrame(nil, f))
+	}
+	s.buf = b
+	if len(s.buf) >= writeChunk {
+		s.write()
+	}
+}
+
+// appendData appends data as data lines and ends the event. The JSON
+// frames are single lines; a line break would still be carried correctly.
+func appendData(b, data []byte) []byte {
+	for {
+		b = append(b, "data: "...)
+		i := indexLineBreak(data)
+		if i < 0 {
+			b = append(b, data...)
+			return append(b, "\n\n"...)
+		}
+		b = append(b, data[:i]...)
+		b = append(b, '\n')
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+}
+
+func indexLineBreak(b []byte) int {
+	i := bytes.IndexByte(b, '\n')
+	if j := bytes.IndexByte(b, '\r'); j >= 0 && (i < 0 || j < i) {
+		return j
+	}
+	return i
+}
+
+// write writes out the buffer, remembering the first error.
+func (s *stream) write() {
+	if s.err == nil && len(s.buf) > 0 {
+		_, s.err = s.w.Write(s.buf)
+	}
+	if cap(s.buf) > 1<<20 {
+		s.buf = make([]byte, 0, 4096) // give a large snapshot's memory back
+	}
+	s.buf = s.buf[:0]
+}
+
+// flush writes out the buffer and flushes the response; it reports
+// whether the client can still be written to.
+func (s *stream) flush() bool {
+	s.write()
+	if s.err == nil {
+		s.err = s.rc.Flush()
+	}
+	return s.err == nil
+}
