@@ -1,0 +1,271 @@
+// Browser tests of examples/saga: the page in headless Chromium against the
+// real example binary on loopback ports. The page starts bookings and
+// follows each saga (snapshot, then every update in order) until its final
+// update, then closes its stream.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { buildExample, freePort, launchBrowser, newPage, postJSON, screenshot, startServer } from '../lib.js';
+
+const STEPS = ['flight', 'hotel', 'car'];
+const WAIT = { timeout: 20000 };
+
+let binary;
+let browser;
+
+before(async () => {
+  binary = await buildExample('saga');
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+// transcript is every update a saga publishes, in order, as "step status"
+// (the same as the Go tests' transcript).
+function transcript(fail) {
+  const t = ['flight pending', 'hotel pending', 'car pending', 'saga running'];
+  const done = [];
+  for (const [i, s] of STEPS.entries()) {
+    t.push(`${s} booking`);
+    if (s === fail) {
+      t.push(`${s} failed`);
+      for (const later of STEPS.slice(i + 1)) t.push(`${later} skipped`);
+      for (const d of done.reverse()) t.push(`${d} compensating`, `${d} compensated`);
+      t.push('saga compensated');
+      return t;
+    }
+    t.push(`${s} confirmed`);
+    done.push(s);
+  }
+  t.push('saga completed');
+  return t;
+}
+
+// finalSteps is what the step cards show at the end.
+function finalSteps(fail) {
+  const want = {};
+  const failedAt = STEPS.indexOf(fail);
+  for (const [i, s] of STEPS.entries()) {
+    if (failedAt < 0) want[s] = 'confirmed';
+    else if (i < failedAt) want[s] = 'compensated';
+    else if (i === failedAt) want[s] = 'failed';
+    else want[s] = 'skipped';
+  }
+  return want;
+}
+
+// saga starts the example with a short step latency, so that a page sees
+// its sagas run live.
+async function saga(t, logName, latency = '250ms') {
+  const port = await freePort();
+  const grpcPort = await freePort();
+  const srv = await startServer(
+    binary,
+    ['-addr', `127.0.0.1:${port}`, '-grpc-addr', `127.0.0.1:${grpcPort}`, '-latency', latency],
+    { logName },
+  );
+  t.after(() => srv.stop('SIGKILL'));
+  srv.url = `http://127.0.0.1:${port}`;
+  return srv;
+}
+
+// watchStreams records the page's /events and /ws connections; each has
+// an ended promise that resolves when the connection ends (an EventSource
+// closed by the page ends as a failed request).
+function watchStreams(page) {
+  const streams = [];
+  const track = (url) => {
+    const s = { url };
+    s.ended = new Promise((resolve) => {
+      s.end = resolve;
+    });
+    streams.push(s);
+    return s;
+  };
+  const requests = new Map();
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname === '/events') requests.set(r, track(r.url()));
+  });
+  const end = (r) => requests.get(r)?.end();
+  page.on('requestfailed', end);
+  page.on('requestfinished', end);
+  page.on('websocket', (ws) => {
+    const s = track(ws.url());
+    ws.on('close', () => s.end());
+  });
+  return streams;
+}
+
+// ended waits for a stream to end.
+async function ended(stream) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${stream.url} is still open`)), WAIT.timeout);
+  });
+  try {
+    await Promise.race([stream.ended, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// book starts a booking from the page's form and returns its card's tx.
+async function book(page, fail, transport = 'sse') {
+  const before = await page.$$eval('.booking', (els) => els.map((e) => e.dataset.tx));
+  await page.selectOption('select[name=fail]', fail);
+  await page.selectOption('select[name=transport]', transport);
+  await page.click('button[type=submit]');
+  const handle = await page.waitForFunction(
+    (before) => [...document.querySelectorAll('.booking')].map((e) => e.dataset.tx).find((tx) => !before.includes(tx)),
+    before,
+    WAIT,
+  );
+  return handle.jsonValue();
+}
+
+// card reads what a booking's card shows.
+function card(page, tx) {
+  return page.$eval(`.booking[data-tx="${tx}"]`, (el) => ({
+    state: el.dataset.state,
+    stream: el.dataset.stream,
+    outcome: el.querySelector('.outcome').textContent,
+    conn: el.querySelector('.conn').textContent,
+    steps: Object.fromEntries([...el.querySelectorAll('.steps li')].map((li) => [li.dataset.step, li.dataset.status])),
+    stepOrder: [...el.querySelectorAll('.steps li')].map((li) => li.dataset.step),
+    log: [...el.querySelectorAll('.log li')].map((li) => ({
+      seq: Number(li.dataset.seq),
+      how: li.dataset.how,
+      text: li.textContent,
+    })),
+  }));
+}
+
+// waitForEnd waits until the card says its stream ended.
+async function waitForEnd(page, tx) {
+  try {
+    await page.waitForSelector(`.booking[data-tx="${tx}"][data-stream="ended"]`, WAIT);
+  } catch (err) {
+    assert.fail(`booking ${tx} did not end: ${err.message}\n${JSON.stringify(await card(page, tx), null, 1)}`);
+  }
+  return card(page, tx);
+}
+
+// checkLog checks a card's update log against the saga's transcript: the
+// snapshot's entries hold the latest state of each key up to the snapshot's
+// position (its highest seq, as every update has a key), and the live
+// entries are every later update, once each, in order.
+function checkLog(c, fail) {
+  const want = transcript(fail);
+  const snap = c.log.filter((l) => l.how === 'snapshot');
+  const live = c.log.filter((l) => l.how === 'live');
+  assert.equal(snap.length + live.length, c.log.length, 'every log entry is a snapshot or a live update');
+  assert.ok(snap.length > 0, 'the log starts with a snapshot');
+  assert.deepEqual(c.log.slice(0, snap.length), snap, 'the snapshot comes first');
+  const pos = Math.max(...snap.map((l) => l.seq));
+  const latest = {};
+  want.slice(0, pos).forEach((w, i) => {
+    latest[w.split(' ')[0]] = { seq: i + 1, text: w };
+  });
+  assert.deepEqual(
+    Object.fromEntries(snap.map((l) => [l.text.split(' ')[1], { seq: l.seq, text: l.text.split(' ').slice(1, 3).join(' ') }])),
+    latest,
+    'snapshot',
+  );
+  assert.deepEqual(live.map((l) => l.seq), want.slice(pos).map((_, i) => pos + i + 1), 'live seqs');
+  assert.deepEqual(live.map((l) => l.text.split(' ').slice(1, 3).join(' ')), want.slice(pos), 'live updates');
+  return { pos, live: live.length };
+}
+
+function assertNoPageErrors(page) {
+  assert.deepEqual(page.problems, [], 'page errors');
+}
+
+test('the page follows a booking and a compensated booking to their end over SSE', async (t) => {
+  const srv = await saga(t, 'saga-sse');
+  const page = await newPage(browser, t);
+  const streams = watchStreams(page);
+  await page.goto(srv.url + '/');
+
+  const ok = await book(page, '');
+  const okCard = await waitForEnd(page, ok);
+  assert.equal(okCard.state, 'completed');
+  assert.equal(okCard.outcome, 'completed');
+  assert.deepEqual(okCard.steps, finalSteps(''));
+  assert.deepEqual(okCard.stepOrder, STEPS);
+  const okLog = checkLog(okCard, '');
+  assert.ok(okLog.live >= 3, `saw ${okLog.live} live updates, want the saga to run live`);
+
+  const failed = await book(page, 'hotel');
+  const failedCard = await waitForEnd(page, failed);
+  assert.equal(failedCard.state, 'compensated');
+  assert.deepEqual(failedCard.steps, { flight: 'compensated', hotel: 'failed', car: 'skipped' });
+  checkLog(failedCard, 'hotel');
+  const texts = failedCard.log.map((l) => l.text);
+  const at = (s) => texts.findIndex((x) => x.includes(` ${s} `) || x.endsWith(` ${s}`));
+  assert.ok(at('hotel failed') < at('flight compensating') && at('flight compensating') < at('flight compensated'),
+    `compensation after the failure, in order: ${texts.join(' | ')}`);
+  assert.match(failedCard.conn, /stream closed/);
+
+  // Each booking had its own SSE stream, and the page closed both.
+  const sse = streams.filter((s) => s.url.includes('/events?'));
+  assert.equal(sse.length, 2, `SSE streams: ${sse.map((s) => s.url).join(', ')}`);
+  for (const tx of [ok, failed]) {
+    const s = sse.find((s) => s.url.includes(`saga.${tx}`));
+    assert.ok(s, `a stream for ${tx}`);
+    await ended(s);
+  }
+  await screenshot(page, 'saga');
+  assertNoPageErrors(page);
+});
+
+test('the page follows a failing booking over WebSocket', async (t) => {
+  const srv = await saga(t, 'saga-websocket');
+  const page = await newPage(browser, t);
+  const streams = watchStreams(page);
+  await page.goto(srv.url + '/');
+  const tx = await book(page, 'car', 'websocket');
+  const c = await waitForEnd(page, tx);
+  assert.equal(c.state, 'compensated');
+  assert.deepEqual(c.steps, finalSteps('car'));
+  checkLog(c, 'car');
+  const ws = streams.filter((s) => s.url.includes('/ws'));
+  assert.equal(ws.length, 1, 'one WebSocket');
+  await ended(ws[0]);
+  await screenshot(page, 'saga-websocket');
+  assertNoPageErrors(page);
+});
+
+test('a page opened after the end shows the final state at once', async (t) => {
+  const srv = await saga(t, 'saga-late', '0s');
+  const res = await postJSON(`${srv.url}/bookings`, { fail: 'flight' });
+  assert.equal(res.status, 202, JSON.stringify(res.body));
+  const { tx } = res.body;
+  // A first page follows the booking to its end.
+  const first = await newPage(browser, t);
+  await first.goto(`${srv.url}/?tx=${tx}`);
+  await waitForEnd(first, tx);
+
+  const page = await newPage(browser, t);
+  await page.goto(`${srv.url}/?tx=${tx}`);
+  const c = await waitForEnd(page, tx);
+  assert.equal(c.state, 'compensated');
+  assert.deepEqual(c.steps, finalSteps('flight'));
+  assert.deepEqual(c.stepOrder, STEPS, 'steps laid out in the saga\'s order');
+  const { pos, live } = checkLog(c, 'flight');
+  assert.equal(pos, transcript('flight').length, 'the snapshot is at the final update');
+  assert.equal(live, 0, 'no live update after the end');
+  await screenshot(page, 'saga-late');
+  assertNoPageErrors(page);
+});
+
+test('the page rejects a link with a bad transaction id', async (t) => {
+  const srv = await saga(t, 'saga-refused');
+  const page = await newPage(browser, t);
+  await page.goto(`${srv.url}/?tx=not-hex`);
+  await page.waitForFunction(() => document.getElementById('error').textContent !== '', null, WAIT);
+  assert.match(await page.textContent('#error'), /Not a transaction id/);
+  assert.equal(await page.$$eval('.booking', (els) => els.length), 0);
+  assertNoPageErrors(page);
+});

@@ -1,0 +1,62 @@
+// Command saga shows the progress of a distributed transaction, live: a
+// trip booking that books a flight, a hotel and a car, and when a step
+// fails, compensates (cancels) the confirmed ones in reverse order.
+//
+//	go run ./examples/saga
+//	open http://localhost:8080
+//	go run ./examples/saga/follow -fail hotel
+//
+// With -redis (or $SAGA_REDIS_ADDR), replicas share one Redis as their
+// backplane. README.md lists the flags.
+//
+// # Endpoints
+//
+// On the HTTP address (-addr, default :8080):
+//
+//	GET  /              the page: starts a booking and follows it over SSE
+//	POST /bookings      starts a booking; answers 202 {"tx","topic","steps"}
+//	                    (inject a failure with {"fail":"hotel"} or ?fail=hotel)
+//	GET  /events        Server-Sent Events (transport/sse)
+//	GET  /ws            WebSocket (transport/websocket)
+//	GET  /fanout.js     the browser client (client/js)
+//	GET  /healthz       readiness: 200, or 503 once the server drains
+//
+// On the gRPC address (-grpc-addr, default :9090): the fanout gRPC service
+// (transport/grpc), whose server-streaming Subscribe the follow command
+// uses.
+//
+// # Messages
+//
+// Transaction tx publishes to topic "saga.<tx>". Every message is a JSON
+// [Update] {"tx","step","status","detail","steps","final"} whose key is its
+// step ("flight", "hotel", "car"), or "saga" for the transaction as a whole,
+// so the topic's snapshot holds the current state of every step. Before
+// POST /bookings answers, the topic already holds every step as "pending"
+// and the saga as "running"; a client subscribes with snapshot=true and
+// receives that state (or a later one), then every change in order:
+//
+//	flight booking, flight confirmed, hotel booking, hotel failed,
+//	car skipped, flight compensating, flight compensated, saga compensated
+//
+// # The end of a stream
+//
+// The saga's last message has key "saga", a final status ("completed",
+// "compensated", or "failed" when a compensation failed or the server
+// stopped the saga) and "final": true. Nothing is published to the topic
+// after it. The client ends the stream when it sees it, live or in the
+// snapshot of a late subscription: the page closes its SSE connection, the
+// follow command cancels its gRPC Subscribe call and exits. The transports
+// stay generic, so the server does not end a stream by itself; a client
+// that ignores the final message keeps an idle subscription until it
+// leaves, and one that reconnects resumes, from history, after the last
+// message it saw.
+//
+// # Shutdown
+//
+// On SIGTERM the server reports not ready, refuses new bookings, lets the
+// running sagas finish for up to half the -drain period (then interrupts
+// them: they publish a final "failed"), and drains the hub: each client is
+// told to reconnect elsewhere and resumes there. A saga runs in the memory
+// of the replica that started it; with -redis, it is followed from any
+// replica.
+package main

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/client/js"
+	fanoutgrpc "github.com/gofanout/fanout/transport/grpc"
+	"github.com/gofanout/fanout/transport/sse"
+	"github.com/gofanout/fanout/transport/websocket"
+)
+
+//go:embed page
+var page embed.FS
+
+// Config configures a [Server]. The zero value is valid: every field
+// documents its default.
+type Config struct {
+	// Backplane connects the server's hub to other replicas. Default: an
+	// in-memory backplane, for a single process.
+	Backplane fanout.Backplane
+	// Latency is how long each step's action takes. Default: 0, instant.
+	Latency time.Duration
+	// Before is [Options.Before] of the engine. Default: none.
+	Before func(ctx context.Context, a Action) error
+	// Drain bounds a graceful shutdown: running sagas get half of it to
+	// finish, clients the rest to be told to reconnect elsewhere. Default:
+	// 20s.
+	Drain time.Duration
+	// Logger receives the server's logs. Default: logs are discarded.
+	Logger *slog.Logger
+}
+
+// Server is the saga example's server: the booking engine and its page
+// over HTTP, and the hub's topics over SSE, WebSocket and gRPC. It is safe
+// for concurrent use.
+type Server struct {
+	cfg    Config
+	hub    *fanout.Hub
+	engine *Engine
+	mux    *http.ServeMux
+	grpc   *grpc.Server
+	ready  atomic.Bool
+}
+
+// NewServer creates a server with its hub.
+func NewServer(cfg *Config) (*Server, error) {
+	s := &Server{}
+	if cfg != nil {
+		s.cfg = *cfg
+	}
+	if s.cfg.Drain <= 0 {
+		s.cfg.Drain = 20 * time.Second
+	}
+	if s.cfg.Logger == nil {
+		s.cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	hub, err := fanout.NewHub(&fanout.HubOptions{Backplane: s.cfg.Backplane, Logger: s.cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s.hub = hub
+	s.engine = New(&Options{Hub: hub, Latency: s.cfg.Latency, Before: s.cfg.Before, Logger: s.cfg.Logger})
+
+	static, err := fs.Sub(page, "page")
+	if err != nil {
+		return nil, err
+	}
+	s.mux = http.NewServeMux()
+	s.mux.Handle("/", http.FileServerFS(static))
+	s.mux.Handle("/bookings", s.engine)
+	s.mux.Handle("/events", sse.New(hub, nil))
+	s.mux.Handle("/ws", websocket.New(hub, nil))
+	s.mux.Handle("/fanout.js", js.Handler())
+	s.mux.HandleFunc("/healthz", s.healthz)
+
+	s.grpc = grpc.NewServer()
+	fanoutgrpc.New(hub, nil).Register(s.grpc)
+	s.ready.Store(true)
+	return s, nil
+}
+
+// Hub returns the server's hub.
+func (s *Server) Hub() *fanout.Hub { return s.hub }
+
+// ServeHTTP serves the HTTP endpoints listed in the package documentation.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// healthz is the readiness probe: 503 once the server drains, so that the
+// load balancer sends new clients elsewhere.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !s.ready.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// Serve serves HTTP on httpL and gRPC on grpcL until ctx ends or a listener
+// fails, then drains (see [Server.Shutdown]) and returns once everything
+// it started has ended. It returns nil after a clean drain.
+func (s *Server) Serve(ctx context.Context, httpL, grpcL net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := hs.Serve(httpL); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve http: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := s.grpc.Serve(grpcL); err != nil {
+			errc <- fmt.Errorf("serve grpc: %w", err)
+		}
+	})
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Drain)
+	defer cancel()
+	err := s.Shutdown(dctx)
+	// The hub has ended every stream: what remains are plain requests.
+	if herr := hs.Shutdown(dctx); herr != nil {
+		hs.Close()
+		err = errors.Join(err, herr)
+	}
+	wg.Wait()
+	return errors.Join(serveErr, err)
+}
+
+// Shutdown drains the server: the readiness probe fails, new bookings are
+// refused, running sagas get half of ctx's time to finish (then they are
+// interrupted), and the hub tells every client to reconnect elsewhere and
+// ends its stream. The gRPC server stops last. It does not stop the HTTP
+// server, which [Server.Serve] owns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	ectx := ctx
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ectx, cancel = context.WithTimeout(ctx, time.Until(d)/2)
+		defer cancel()
+	}
+	if err := s.engine.Shutdown(ectx); err != nil {
+		s.cfg.Logger.Warn("sagas interrupted", "err", err)
+	}
+	err := s.hub.Shutdown(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		s.grpc.Stop()
+		<-stopped
+	}
+	return err
+}
+
+// Close stops everything at once.
+func (s *Server) Close() error {
+	s.ready.Store(false)
+	s.engine.Close()
+	err := s.hub.Close()
+	s.grpc.Stop()
+	return err
+}
