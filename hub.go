@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -145,6 +146,7 @@ type PublishOption func(*publishConfig)
 type publishConfig struct {
 	key, idem string
 	header    map[string]string
+	final     bool
 }
 
 // WithKey makes the message the topic's current state for key: snapshots
@@ -157,6 +159,19 @@ func WithKey(key string) PublishOption { return func(c *publishConfig) { c.key =
 func WithIdempotencyKey(key string) PublishOption {
 	return func(c *publishConfig) { c.idem = key }
 }
+
+// HeaderFinal is the message header that [WithFinal] sets to "true".
+const HeaderFinal = "fanout-final"
+
+// WithFinal marks the message as its topic's last, as when a saga reaches
+// its final state: a stream of fixed topics (SSE, gRPC Subscribe) ends once
+// each of its topics has delivered its final message, whether live, from
+// history or in a snapshot, and clients stop following the topic. The mark
+// travels as the header [HeaderFinal]; see [Message.Final].
+func WithFinal() PublishOption { return func(c *publishConfig) { c.final = true } }
+
+// Final reports whether the message was published [WithFinal].
+func (m *Message) Final() bool { return m.Header[HeaderFinal] == "true" }
 
 // WithHeader attaches small metadata, such as trace context, to the message.
 func WithHeader(h map[string]string) PublishOption {
@@ -179,6 +194,12 @@ func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...Pu
 	}
 	if h.isClosed() {
 		return Position{}, fmt.Errorf("fanout: publish: %w", ErrClosed)
+	}
+	if c.final {
+		h := make(map[string]string, len(c.header)+1)
+		maps.Copy(h, c.header)
+		h[HeaderFinal] = "true"
+		c.header = h
 	}
 	m := &Message{Topic: topic, Key: c.key, Data: slices.Clone(data), Time: time.Now(), Header: c.header}
 	if m.Data == nil {

@@ -183,3 +183,26 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatalf("publish after shutdown: got %v, want ErrClosed", err)
 	}
 }
+
+func TestFinalMark(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	s := newSession(t, h)
+	if err := s.Subscribe(context.Background(), fanout.SubscribeRequest{Topic: "saga.1"}); err != nil {
+		t.Fatal(err)
+	}
+	hdr := map[string]string{"traceparent": "x"}
+	publish(t, h, "saga.1", "step", fanout.WithHeader(hdr))
+	publish(t, h, "saga.1", "done", fanout.WithHeader(hdr), fanout.WithFinal())
+	var buf []fanout.Frame
+	next(t, s, &buf)
+	if f := next(t, s, &buf); f.Message.Final() {
+		t.Fatalf("got final %+v, want not final", f.Message)
+	}
+	if f := next(t, s, &buf); !f.Message.Final() || f.Message.Header["traceparent"] != "x" {
+		t.Fatalf("got %+v, want final with the trace header", f.Message)
+	}
+	if len(hdr) != 1 {
+		t.Fatalf("the caller's header map was modified: %v", hdr)
+	}
+}
