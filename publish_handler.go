@@ -1,0 +1,198 @@
+package fanout
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// PublishHandlerOptions configures [NewPublishHandler]. The zero value is
+// valid: every field documents its default. NewPublishHandler copies the
+// options.
+type PublishHandlerOptions struct {
+	// MaxBodyBytes bounds a request body, in bytes; a larger body gets 413.
+	// Default: 1 MiB. The hub's MaxPayload bounds the payload itself.
+	MaxBodyBytes int64
+}
+
+// MaxIdempotencyKeyLength bounds the idempotency key of an HTTP publish, in
+// bytes.
+const MaxIdempotencyKeyLength = 256
+
+// NewPublishHandler returns an http.Handler through which services publish
+// to hub over HTTP, for producers written in any language.
+//
+// A request is a POST with a JSON body:
+//
+//	{"topic": "stock:42", "data": {"qty": 3}, "key": "sku-42", "idempotency_key": "evt-981"}
+//
+// "data" is any JSON value, published as its JSON text; "data64" (standard
+// base64, padded) carries bytes that are not JSON instead; exactly one of
+// the two is required. "key" makes the message the topic's current state
+// for that key ([WithKey]); "idempotency_key" makes a retry return the
+// first publication's position instead of publishing twice
+// ([WithIdempotencyKey]).
+//
+// The request is authenticated with [Hub.Authenticate] (transport "http")
+// and authorized with [Hub.Authorize] and [ActionPublish]. The answer is 200
+// with {"topic": ..., "position": {"epoch": ..., "seq": N}}, or an error
+// status with {"error": {"code": ..., "message": ...}}, the code being
+// [ErrorCode]'s: 400 (bad_request, invalid_topic), 401 (unauthenticated), 403
+// (forbidden), 405 (bad_request: not a POST), 413 (too_large: body or
+// payload), 503 (closed, unavailable: retry later, elsewhere) or 500
+// (internal).
+//
+// The handler is safe for concurrent use.
+func NewPublishHandler(hub *Hub, opts *PublishHandlerOptions) http.Handler {
+	h := &publishHandler{hub: hub}
+	if opts != nil {
+		h.opts = *opts
+	}
+	if h.opts.MaxBodyBytes <= 0 {
+		h.opts.MaxBodyBytes = 1 << 20
+	}
+	return h
+}
+
+type publishHandler struct {
+	hub  *Hub
+	opts PublishHandlerOptions
+}
+
+// publishRequest is the body of an HTTP publish.
+type publishRequest struct {
+	Topic          string          `json:"topic"`
+	Data           json.RawMessage `json:"data"`
+	Data64         *string         `json:"data64"`
+	Key            string          `json:"key"`
+	IdempotencyKey string          `json:"idempotency_key"`
+}
+
+func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeHTTPError(w, http.StatusMethodNotAllowed, fmt.Errorf("%w: method %s, want POST", ErrBadRequest, r.Method))
+		return
+	}
+	ctx := r.Context()
+	p, err := h.hub.Authenticate(ctx, CredentialsFromRequest(r, "http"))
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeHTTPError(w, http.StatusUnauthorized, err)
+		return
+	}
+	req, data, err := h.readRequest(w, r)
+	if err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, ErrTooLarge) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		writeHTTPError(w, status, err)
+		return
+	}
+	if err := h.hub.Authorize(ctx, p, req.Topic, ActionPublish); err != nil {
+		writeHTTPError(w, http.StatusForbidden, err)
+		return
+	}
+	opts := make([]PublishOption, 0, 2)
+	if req.Key != "" {
+		opts = append(opts, WithKey(req.Key))
+	}
+	if req.IdempotencyKey != "" {
+		opts = append(opts, WithIdempotencyKey(req.IdempotencyKey))
+	}
+	pos, err := h.hub.Publish(ctx, req.Topic, data, opts...)
+	if err != nil {
+		writeHTTPError(w, publishStatus(ctx, err), err)
+		return
+	}
+	type position struct {
+		Epoch string `json:"epoch"`
+		Seq   uint64 `json:"seq"`
+	}
+	b, _ := json.Marshal(struct {
+		Topic    string   `json:"topic"`
+		Position position `json:"position"`
+	}{req.Topic, position(pos)})
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}
+
+// readRequest reads and checks the body. Its errors match ErrBadRequest,
+// ErrInvalidTopic or ErrTooLarge.
+func (h *publishHandler) readRequest(w http.ResponseWriter, r *http.Request) (publishRequest, []byte, error) {
+	var req publishRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return req, nil, fmt.Errorf("%w: body larger than %d bytes", ErrTooLarge, mb.Limit)
+		}
+		return req, nil, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err)
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&req); err != nil {
+		return req, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if len(bytes.TrimLeft(body[d.InputOffset():], " \t\r\n")) > 0 {
+		return req, nil, fmt.Errorf("%w: trailing data after the JSON body", ErrBadRequest)
+	}
+	if err := ValidateTopic(req.Topic); err != nil {
+		return req, nil, err
+	}
+	if len(req.IdempotencyKey) > MaxIdempotencyKeyLength {
+		return req, nil, fmt.Errorf("%w: idempotency_key longer than %d bytes", ErrBadRequest, MaxIdempotencyKeyLength)
+	}
+	// The same rule as the JSON protocol's publish command.
+	var data []byte
+	switch {
+	case req.Data != nil && req.Data64 != nil:
+		return req, nil, fmt.Errorf("%w: give data or data64, not both", ErrBadRequest)
+	case req.Data64 != nil:
+		if data, err = base64.StdEncoding.DecodeString(*req.Data64); err != nil {
+			return req, nil, fmt.Errorf("%w: data64: %v", ErrBadRequest, err)
+		}
+	case req.Data != nil:
+		data = req.Data
+	default:
+		return req, nil, fmt.Errorf("%w: publish needs data or data64", ErrBadRequest)
+	}
+	return req, data, nil
+}
+
+// publishStatus maps an error of Hub.Publish to an HTTP status.
+func publishStatus(ctx context.Context, err error) int {
+	switch {
+	case errors.Is(err, ErrInvalidTopic), errors.Is(err, ErrBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
+	case ctx.Err() != nil:
+		return http.StatusServiceUnavailable // the client went away; nobody reads this
+	}
+	return http.StatusInternalServerError
+}
+
+// writeHTTPError writes {"error":{"code":...,"message":...}}.
+func writeHTTPError(w http.ResponseWriter, status int, err error) {
+	type body struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	b, _ := json.Marshal(struct {
+		Error body `json:"error"`
+	}{body{ErrorCode(err), err.Error()}})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}

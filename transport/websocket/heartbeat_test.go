@@ -1,0 +1,217 @@
+package websocket_test
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/gofanout/fanout"
+	fws "github.com/gofanout/fanout/transport/websocket"
+)
+
+// pipeTransport serves each request with h over an in-memory net.Pipe, so
+// that a test inside a synctest bubble runs the real handler and client with
+// fake time.
+type pipeTransport struct {
+	h    http.Handler
+	done chan struct{} // closed when ServeHTTP returns
+}
+
+func (p *pipeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	cc, sc := net.Pipe()
+	w := &pipeWriter{ResponseRecorder: httptest.NewRecorder(), conn: sc, hijacked: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.h.ServeHTTP(w, r)
+	}()
+	select {
+	case <-w.hijacked:
+	case <-p.done:
+		cc.Close()
+		sc.Close()
+	}
+	resp := w.Result()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body = cc
+	}
+	return resp, nil
+}
+
+type pipeWriter struct {
+	*httptest.ResponseRecorder
+	conn     net.Conn
+	hijacked chan struct{}
+}
+
+func (w *pipeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	defer close(w.hijacked)
+	return w.conn, bufio.NewReadWriter(bufio.NewReader(w.conn), bufio.NewWriter(w.conn)), nil
+}
+
+// pipeDial connects a client to h over a pipe. done is closed when the
+// handler returns.
+func pipeDial(t *testing.T, h http.Handler, opts *websocket.DialOptions) (c *websocket.Conn, done chan struct{}) {
+	t.Helper()
+	p := &pipeTransport{h: h, done: make(chan struct{})}
+	var o websocket.DialOptions
+	if opts != nil {
+		o = *opts
+	}
+	o.HTTPClient = &http.Client{Transport: p}
+	c, _, err := websocket.Dial(context.Background(), "ws://pipe/", &o)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	return c, p.done
+}
+
+func TestHeartbeatTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		events := make(chan fanout.Event, 16)
+		hub, err := fanout.NewHub(&fanout.HubOptions{Observer: closeObserver(events)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hub.Close()
+		h := fws.New(hub, &fws.Options{PingInterval: 10 * time.Second, PingTimeout: 5 * time.Second})
+		c, done := pipeDial(t, h, nil)
+		defer c.CloseNow()
+		start := time.Now()
+
+		// The client never reads, so it never answers a ping.
+		<-done
+		if got, want := time.Since(start), 15*time.Second; got != want {
+			t.Fatalf("connection ended after %v, want %v (ping interval + timeout)", got, want)
+		}
+		if e := <-events; e.Code != fanout.CloseTimeout {
+			t.Fatalf("got session close code %v, want %v", e.Code, fanout.CloseTimeout)
+		}
+	})
+}
+
+func TestHeartbeatAnswered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub, err := fanout.NewHub(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hub.Close()
+		h := fws.New(hub, &fws.Options{PingInterval: 10 * time.Second, PingTimeout: 5 * time.Second})
+		var pings atomic.Int64
+		c, done := pipeDial(t, h, &websocket.DialOptions{
+			OnPingReceived: func(context.Context, []byte) bool { pings.Add(1); return true },
+		})
+		// The client reads, and so answers pings.
+		readErr := make(chan error, 1)
+		go func() {
+			for {
+				if _, _, err := c.Read(context.Background()); err != nil {
+					readErr <- err
+					return
+				}
+			}
+		}()
+		time.Sleep(5*time.Minute + time.Second)
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("the server closed a connection that answers pings")
+		default:
+		}
+		if got := pings.Load(); got != 30 {
+			t.Fatalf("got %d pings in 5 minutes, want 30", got)
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+		<-done
+		if err := <-readErr; websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+			t.Fatalf("client read: got %v, want normal closure", err)
+		}
+	})
+}
+
+func TestPingsDisabled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub, err := fanout.NewHub(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hub.Close()
+		h := fws.New(hub, &fws.Options{PingInterval: -1})
+		c, done := pipeDial(t, h, nil)
+		// A client that never reads stays connected: nothing is sent to it.
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("the server closed a connection without pings")
+		default:
+		}
+		c.CloseNow()
+		<-done
+	})
+}
+
+func TestHeartbeatPongMissing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub, err := fanout.NewHub(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hub.Close()
+		h := fws.New(hub, &fws.Options{PingInterval: 10 * time.Second, PingTimeout: 5 * time.Second})
+		// The client reads, but does not answer pings.
+		c, done := pipeDial(t, h, &websocket.DialOptions{
+			OnPingReceived: func(context.Context, []byte) bool { return false },
+		})
+		start := time.Now()
+		_, msg, err := c.Read(context.Background())
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if got, want := time.Since(start), 15*time.Second; got != want {
+			t.Fatalf("close frame after %v, want %v", got, want)
+		}
+		if want := `{"type":"close","code":4006,"reason":"no answer to ping","reconnect":true}`; string(msg) != want {
+			t.Fatalf("got %s, want %s", msg, want)
+		}
+		_, _, err = c.Read(context.Background())
+		if code := websocket.CloseStatus(err); code != websocket.StatusCode(fanout.CloseTimeout) {
+			t.Fatalf("got close %v (%v), want %d", code, err, fanout.CloseTimeout)
+		}
+		<-done
+	})
+}
+
+func TestWriteTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		events := make(chan fanout.Event, 16)
+		hub, err := fanout.NewHub(&fanout.HubOptions{Observer: closeObserver(events)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hub.Close()
+		h := fws.New(hub, &fws.Options{WriteTimeout: 3 * time.Second})
+		c, done := pipeDial(t, h, nil)
+		defer c.CloseNow()
+		// The client sends a command but never reads its reply.
+		if err := c.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`)); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		<-done
+		if got, want := time.Since(start), 3*time.Second; got != want {
+			t.Fatalf("connection ended after %v, want %v (the write timeout)", got, want)
+		}
+		if e := <-events; e.Code != fanout.CloseSlowConsumer {
+			t.Fatalf("got session close code %v, want %v", e.Code, fanout.CloseSlowConsumer)
+		}
+	})
+}
