@@ -3,12 +3,13 @@ package fanout
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/gofanout/fanout/internal/payload"
 )
 
 // PublishHandlerOptions configures [NewPublishHandler]. The zero value is
@@ -31,7 +32,7 @@ const MaxIdempotencyKeyLength = 256
 //
 //	{"topic": "stock:42", "data": {"qty": 3}, "key": "sku-42", "idempotency_key": "evt-981"}
 //
-// "data" is any JSON value, published as its JSON text; "data64" (standard
+// "data" is any JSON value, published as its compact JSON text; "data64" (standard
 // base64, padded) carries bytes that are not JSON instead; exactly one of
 // the two is required. "key" makes the message the topic's current state
 // for that key ([WithKey]); "idempotency_key" makes a retry return the
@@ -151,18 +152,9 @@ func (h *publishHandler) readRequest(w http.ResponseWriter, r *http.Request) (pu
 		return req, nil, fmt.Errorf("%w: idempotency_key longer than %d bytes", ErrBadRequest, MaxIdempotencyKeyLength)
 	}
 	// The same rule as the JSON protocol's publish command.
-	var data []byte
-	switch {
-	case req.Data != nil && req.Data64 != nil:
-		return req, nil, fmt.Errorf("%w: give data or data64, not both", ErrBadRequest)
-	case req.Data64 != nil:
-		if data, err = base64.StdEncoding.DecodeString(*req.Data64); err != nil {
-			return req, nil, fmt.Errorf("%w: data64: %v", ErrBadRequest, err)
-		}
-	case req.Data != nil:
-		data = req.Data
-	default:
-		return req, nil, fmt.Errorf("%w: publish needs data or data64", ErrBadRequest)
+	data, err := payload.Decode(req.Data, req.Data64)
+	if err != nil {
+		return req, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	return req, data, nil
 }

@@ -174,7 +174,7 @@ func TestPublishHandlerPublishes(t *testing.T) {
 		t.Fatalf("got %d %+v, want 200 with topic and position seq 1", status, a)
 	}
 	f := next(t, s, &buf)
-	if f.Message == nil || string(f.Message.Data) != `{"qty": 3}` || f.Message.Key != "sku-42" || f.Message.Position.Epoch != a.Position.Epoch {
+	if f.Message == nil || string(f.Message.Data) != `{"qty":3}` || f.Message.Key != "sku-42" || f.Message.Position.Epoch != a.Position.Epoch {
 		t.Fatalf("got %+v, want the published message", f.Message)
 	}
 

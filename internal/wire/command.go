@@ -2,11 +2,11 @@ package wire
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/payload"
 )
 
 // Command types.
@@ -100,25 +100,11 @@ func ParseCommand(b []byte) (Command, error) {
 // Payload returns the bytes to publish from a "data" JSON value or a
 // "data64" base64 string; exactly one must be given.
 func Payload(data json.RawMessage, data64 *string) ([]byte, error) {
-	switch {
-	case data != nil && data64 != nil:
-		return nil, fmt.Errorf("%w: give data or data64, not both", fanout.ErrBadRequest)
-	case data64 != nil:
-		b, err := base64.StdEncoding.DecodeString(*data64)
-		if err != nil {
-			return nil, fmt.Errorf("%w: data64: %v", fanout.ErrBadRequest, err)
-		}
-		return b, nil
-	case data != nil:
-		// Compact, so that the payload travels as "data" again (see
-		// AppendData) rather than as base64.
-		var c bytes.Buffer
-		if err := json.Compact(&c, data); err != nil {
-			return nil, fmt.Errorf("%w: data: %v", fanout.ErrBadRequest, err)
-		}
-		return c.Bytes(), nil
+	b, err := payload.Decode(data, data64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", fanout.ErrBadRequest, err)
 	}
-	return nil, fmt.Errorf("%w: publish needs data or data64", fanout.ErrBadRequest)
+	return b, nil
 }
 
 // salvageID reads just the id of a command that failed to decode.
