@@ -1,0 +1,108 @@
+// Package nats is a [fanout.Backplane] on NATS: JetStream keeps positions,
+// history and snapshots, and core NATS delivers live messages to the nodes
+// that have subscribers.
+//
+//	nc, err := nats.Connect(url) // the application's connection
+//	if err != nil {
+//		return err
+//	}
+//	defer nc.Close() // after the hub
+//	hub, err := fanout.NewHub(&fanout.HubOptions{
+//		Backplane: fnats.New(nc, &fnats.Options{HistorySize: 4096}),
+//	})
+//
+// Each hub gets its own [Backplane] from [New]; nodes may share a
+// connection. The hub closes its backplane, which leaves the connection
+// open: the application closes it after the hub. The server must run with
+// JetStream enabled (nats-server -js), version 2.9 or later.
+//
+// # Subjects and streams
+//
+// A topic name becomes one subject token: the bytes that NATS treats
+// specially ("." separates tokens; "*", ">" and white space are wildcards
+// and separators) and "~" are written as "~" and two hex digits, every
+// other byte of a valid topic stays as it is. So "orders.eu" becomes
+// "orders~2Eeu". The mapping is reversible. With P for [Options.Prefix] and
+// S for [Options.Stream]:
+//
+//	P.h.<topic>        stream S: the topic's history, HistorySize per topic
+//	P.l.<topic>        core NATS: live messages, republished by stream S
+//	P.k.<topic>.<key>  stream S_KEYS: the latest message per key (base64url
+//	                   key, or "~" and its SHA-256 when longer than 96 bytes)
+//	P.i.<topic>.<id>   stream S_IDEM: positions of idempotent publishes
+//
+// The streams are created, or updated to the options, on first use. Every
+// message carries its position, publish time, key and header in headers
+// (Fanout-Epoch, Fanout-Seq, Fanout-Time, Fanout-Key, Fanout-Header); its
+// payload is the message's data as it is.
+//
+// # Positions
+//
+// JetStream numbers messages per stream, not per subject, so the topic's
+// Seq is kept in a header and assigned by compare-and-set: Publish appends
+// the new message with Seq one higher than the topic's last message and
+// the header Nats-Expected-Last-Subject-Sequence naming that last message.
+// If a publisher on another node appended first, the server rejects the
+// append, and Publish reads the topic's last message and retries; the
+// publishes of one node to one topic wait for each other, so they never
+// conflict among themselves. Seqs are therefore assigned once each,
+// without holes, in the order the stream stores the messages. A per-topic
+// stream or key-value counter would need a second write per publish that
+// is not atomic with the message, and a stream per topic does not scale to
+// many topics.
+//
+// To save the read, a node remembers the last message of each topic that
+// it published or received live, and appends after it directly; a stale
+// memory costs one rejected append. Stream sequences start again at 1 when
+// a stream is deleted and created again, so the node forgets all of it
+// when the server announces that one of its streams was deleted or
+// created (JetStream advisories, which the account must be allowed to
+// receive), after a reconnect, and when a stream turns out to be missing.
+//
+// The epoch is chosen at random by the publish that finds the topic without
+// messages and is carried by every later message of the topic. So whenever
+// a topic's messages are all gone — the stream was purged or deleted, or
+// [Options.Retention] expired them — its next message starts a new epoch
+// at Seq 1, and a client's old position is recognised as foreign. Until
+// then a topic keeps its last HistorySize messages whatever their age:
+// [Options.HistoryAge] is applied when history is read, so that a topic
+// that is quiet for a while keeps its position and its live clients.
+//
+// # Live delivery
+//
+// Stream S republishes each message it stores, and only those, to the
+// topic's live subject, in the order it stores them. A node subscribes to
+// that subject when its hub subscribes the topic, so only nodes with local
+// subscribers receive a topic's messages, in Seq order. Messages published
+// while a node's connection was down, or dropped because the node fell
+// behind (a slow consumer), are not redelivered: after a reconnect the node
+// calls [fanout.Receiver.Resync] for every subscribed topic, and after a
+// drop for that topic, and the hub fills the gap from history.
+//
+// While the connection is down, every operation fails at once with an
+// error matching [fanout.ErrUnavailable], and operations in flight when it
+// drops fail then. A publish that fails that way may still have been
+// stored, as with any lost acknowledgement: publish with an idempotency key
+// to retry safely.
+//
+// # Snapshots
+//
+// A keyed message is also written to S_KEYS, which keeps one message per
+// topic and key, by compare-and-set so that a key never goes back to an
+// older message. That second write is not atomic with the first; instead,
+// before a publish appends after a keyed message, it makes sure that the
+// keyed message is in S_KEYS. Hence S_KEYS always holds every keyed
+// message of a topic except perhaps the topic's last one. Snapshot reads
+// the topic's last message, then S_KEYS, then the history after that last
+// message (what was published meanwhile), and merges the three: the items
+// are exactly the state at the position of the newest message it read.
+//
+// # Idempotency
+//
+// A publish with an idempotency key carries Nats-Msg-Id, so JetStream
+// stores it once within [Options.IdempotencyWindow]. A repeated publish
+// gets the first one's stream sequence from the server and returns that
+// message's position, read from history, or, when the message has left
+// history already, from S_IDEM, which records the position of each
+// idempotent publish for the window.
+package nats
