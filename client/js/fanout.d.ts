@@ -25,6 +25,12 @@ export interface Message {
   /** Small metadata such as trace context. */
   header?: Record<string, string>;
   /**
+   * Whether this is the topic's last message (published with
+   * fanout.WithFinal; header 'fanout-final': 'true'). It ends the
+   * subscription: onEnd follows.
+   */
+  final: boolean;
+  /**
    * The payload: the parsed JSON value when the published bytes were JSON,
    * otherwise the bytes themselves.
    */
@@ -60,6 +66,15 @@ export interface ResetInfo {
   position: Position | null;
 }
 
+/** Passed to onEnd: the topic delivered its final message, and nothing follows it. */
+export interface EndInfo {
+  topic: string;
+  /** The position of the final message, or of the snapshot that held it. */
+  position: Position | null;
+  /** The final message (delivered through onMessage, or an item of the snapshot). */
+  message: Message;
+}
+
 /** An error from the server (its wire code, e.g. 'forbidden') or from the client ('disconnected'). */
 export declare class FanoutError extends Error {
   readonly code: string;
@@ -87,6 +102,15 @@ export interface SubscribeOptions {
   /** The server accepted the (re)subscribe. */
   onSubscribed?: (info: SubscribedInfo, sub: Subscription) => void;
   /**
+   * The topic delivered its final message (message.final), live, from
+   * history or in a snapshot, after onMessage or onSnapshot gave it to you:
+   * the subscription is over (state 'ended') and the client forgets it, so
+   * subscribe() may follow the topic again. Over WebSocket the client
+   * unsubscribes; over SSE the server ends the stream once all its topics
+   * ended, and the client does not reconnect it.
+   */
+  onEnd?: (info: EndInfo, sub: Subscription) => void;
+  /**
    * The server refused the subscribe. Temporary errors ('unavailable',
    * 'internal', 'rate_limited') are retried with backoff; others
    * ('forbidden', 'invalid_topic', ...) end the subscription (state 'failed').
@@ -105,7 +129,12 @@ export interface Status {
   /** Why the last connection ended: the server's close code, 1006 for a lost connection, 4006 for a ping timeout. */
   code?: number;
   reason?: string;
-  /** Whether the client will connect again (false after 4003 bad request or close()). */
+  /**
+   * Whether the client will connect again: false after 4003 bad request,
+   * close(), or, with nothing left to follow, after the server ended the
+   * stream because its topics ended (1000 'topic ended'); an SSE client
+   * without topics stays disconnected. A later subscribe() connects again.
+   */
   willReconnect?: boolean;
   /** In how many ms it will. */
   retryIn?: number;
@@ -158,7 +187,8 @@ export declare class Subscription {
   readonly topic: string;
   /** The position of the last message delivered, or of the last snapshot; null before the first reply. */
   readonly position: Position | null;
-  readonly state: 'pending' | 'subscribing' | 'active' | 'failed' | 'closed';
+  /** 'ended' once the topic's final message was delivered (see onEnd). */
+  readonly state: 'pending' | 'subscribing' | 'active' | 'failed' | 'closed' | 'ended';
   /** Stop receiving the topic. */
   unsubscribe(): void;
 }
@@ -221,6 +251,10 @@ export declare function reconnectPlan(code: number, attempt: number, opts: { bac
 export declare function parseFrames(text: string, onBad?: (line: string, err: Error) => void): Array<{ type: string; [k: string]: unknown }>;
 /** Turn a msg frame into a Message, decoding data64 into bytes. */
 export declare function decodeMessage(frame: object): Message;
+/** The header that marks a topic's final message: 'fanout-final' (value 'true'). */
+export declare const HEADER_FINAL: 'fanout-final';
+/** Whether a msg frame (or snapshot item) carries the final header. */
+export declare function isFinal(frame: object): boolean;
 /** 'deliver' the next message, drop a 'duplicate', or resume after a 'gap'. */
 export declare function classify(last: Position | null, msg: Position): 'deliver' | 'duplicate' | 'gap';
 /** Whether a subscribe that failed with this error code may succeed later. */

@@ -13,7 +13,9 @@
 // since = the last position it delivered, so the server replays what was
 // missed; it drops duplicates and detects gaps by seq. When history no longer
 // reaches back, it calls onReset and then onSnapshot with the topic's current
-// state. fanout.d.ts documents the API; docs/PROTOCOL.md the wire protocol.
+// state. A topic's final message (published with fanout.WithFinal, as a
+// saga's last state) ends its subscription: onEnd, state 'ended'.
+// fanout.d.ts documents the API; docs/PROTOCOL.md the wire protocol.
 
 /** Default options of connect. */
 export const defaults = Object.freeze({
@@ -142,10 +144,19 @@ export function encodeBase64(bytes) {
   return btoa(bin);
 }
 
+/** The message header that marks a topic's final message. */
+export const HEADER_FINAL = 'fanout-final';
+
+/** isFinal reports whether a "msg" frame (or snapshot item) is its topic's last. */
+export function isFinal(f) {
+  return !!(f && f.header && typeof f.header === 'object' && f.header[HEADER_FINAL] === 'true');
+}
+
 /**
  * decodeMessage turns a "msg" frame (or a snapshot item) into a Message:
  * data is the parsed JSON value when the payload was JSON ("data"), or a
- * Uint8Array when it was not ("data64").
+ * Uint8Array when it was not ("data64"); final tells whether it is the
+ * topic's last message.
  */
 export function decodeMessage(f) {
   const m = {
@@ -155,6 +166,7 @@ export function decodeMessage(f) {
     key: f.key || '',
     time: typeof f.time === 'number' ? f.time : undefined,
     header: f.header || undefined,
+    final: isFinal(f),
     data: undefined,
   };
   if ('data' in f) m.data = f.data;
@@ -213,6 +225,7 @@ export class Client {
     this._gen = 0; // bumped per connection; events of older ones are ignored
     this._timers = new Set();
     this._retry = null; // {timer, refreshToken} while waiting to reconnect
+    this._idle = false; // disconnected because there is nothing to follow
     this._closed = false;
     this._status = Object.freeze({ state: 'connecting', attempt: 0 });
     this._onOnline = () => this.reconnect();
@@ -247,8 +260,10 @@ export class Client {
     const sub = new Subscription(this, topic, opts);
     this._subs.set(topic, sub);
     // A WebSocket that is still opening subscribes everything once open; an
-    // SSE stream must be reopened with the new topic either way.
+    // SSE stream must be reopened with the new topic either way. A client
+    // that went idle, its topics all ended, connects again.
     if (this._conn && (this._conn.ready || this._opts.transport === 'sse')) this._conn.subscribe(sub);
+    else if (this._idle) this._open('connect');
     return sub;
   }
 
@@ -347,6 +362,24 @@ export class Client {
     return id;
   }
 
+  // _following reports whether a subscription still waits for messages.
+  _following() {
+    for (const sub of this._subs.values()) {
+      if (sub._state !== 'failed' && sub._state !== 'closed') return true;
+    }
+    return false;
+  }
+
+  // _goIdle leaves the client disconnected without a retry: it has nothing
+  // to follow (an SSE stream needs topics), until the next subscribe.
+  _goIdle(code, reason) {
+    this._idle = true;
+    this._attempt = 0;
+    const s = { state: 'disconnected', willReconnect: false, attempt: 0 };
+    if (code !== undefined) Object.assign(s, { code, reason });
+    this._setStatus(s);
+  }
+
   _failPending() {
     const pending = [...this._pending.values()];
     this._pending.clear();
@@ -357,6 +390,11 @@ export class Client {
 
   async _open(reason) {
     const gen = ++this._gen;
+    this._idle = false;
+    if (this._opts.transport === 'sse' && !this._following()) {
+      this._goIdle();
+      return;
+    }
     this._setStatus({ state: 'connecting', attempt: this._attempt });
     let token;
     try {
@@ -481,10 +519,19 @@ export class Client {
       healthy = conn.healthy;
       for (const t of [conn.connectTimer, conn.healthyTimer, conn.pingTimer]) this._clearTimer(t);
     }
+    const cf = conn ? conn.closeFrame : null;
     this._conn = null;
     this._gen++;
     this._failPending();
     for (const sub of this._subs.values()) sub._disconnected();
+    // The server ends an SSE stream (1000, reconnect false) once its topics
+    // all delivered their final message: with nothing left to follow, the
+    // client does not reconnect.
+    const over = cf && cf.code === CloseCode.NORMAL && cf.reconnect === false;
+    if ((over || this._opts.transport === 'sse') && !this._following()) {
+      this._goIdle(code, reason);
+      return;
+    }
     this._attempt = healthy ? 1 : this._attempt + 1;
     const plan = reconnectPlan(code, this._attempt, this._opts);
     if (!plan.reconnect) {
@@ -507,7 +554,7 @@ export class Subscription {
     this.topic = topic;
     this._opts = opts;
     this._position = opts.since ? { epoch: opts.since.epoch || '', seq: opts.since.seq } : null;
-    this._state = 'pending'; // pending | subscribing | active | failed | closed
+    this._state = 'pending'; // pending | subscribing | active | failed | closed | ended
     this._awaiting = null; // id of the subscribe command awaiting its reply
     this._attempt = 0;
     this._retryTimer = null;
@@ -518,14 +565,14 @@ export class Subscription {
     return this._position;
   }
 
-  /** pending, subscribing, active, failed or closed. */
+  /** pending, subscribing, active, failed, closed or ended. */
   get state() {
     return this._state;
   }
 
   /** unsubscribe stops the subscription. */
   unsubscribe() {
-    if (this._state === 'closed') return;
+    if (this._state === 'closed' || this._state === 'ended') return;
     const c = this._client;
     const wasLive = this._state === 'subscribing' || this._state === 'active';
     this._state = 'closed';
@@ -589,7 +636,9 @@ export class Subscription {
       return;
     }
     this._position = { epoch: f.epoch, seq: f.seq };
-    call(this._opts.onMessage, decodeMessage(f), this);
+    const m = decodeMessage(f);
+    call(this._opts.onMessage, m, this);
+    if (m.final) this._end(m);
   }
 
   _onSnapshot(f) {
@@ -598,6 +647,22 @@ export class Subscription {
     this._position = pos;
     const items = (f.items || []).map(decodeMessage);
     call(this._opts.onSnapshot, { topic: this.topic, position: pos, items }, this);
+    const final = items.find((m) => m.final);
+    if (final) this._end(final);
+  }
+
+  // _end ends the subscription after the topic's final message: nothing
+  // follows it. A WebSocket unsubscribes; the server ends an SSE stream
+  // by itself once all its topics ended.
+  _end(m) {
+    if (this._state !== 'active') return; // a callback unsubscribed or closed
+    const c = this._client;
+    this._state = 'ended';
+    c._clearTimer(this._retryTimer);
+    this._retryTimer = null;
+    if (c._subs.get(this.topic) === this) c._subs.delete(this.topic);
+    if (c._conn && c._conn.ready) c._conn.ended(this);
+    call(this._opts.onEnd, { topic: this.topic, position: this._position, message: m }, this);
   }
 
   // _resync resubscribes from the last delivered position after a gap.
@@ -645,7 +710,8 @@ function absoluteURL(url) {
 // ---------------------------------------------------------------------------
 // Transports. A connection object has: ready, healthy, pings (whether the
 // client pings), opened() (called once it is up), send(cmd), subscribe(sub),
-// unsubscribe(sub), resync(sub), close(code, reason).
+// unsubscribe(sub), ended(sub) (its final message came), resync(sub),
+// close(code, reason).
 
 function openWebSocket(client, gen, url, token) {
   const u = absoluteURL(url);
@@ -674,6 +740,10 @@ function openWebSocket(client, gen, url, token) {
       sub._awaiting = client._command(sub._request(), (f) => sub._onReply(f));
     },
     unsubscribe(sub) {
+      client._command({ type: 'unsubscribe', topic: sub.topic }, noop);
+    },
+    ended(sub) {
+      // The server keeps a WebSocket's subscriptions until told.
       client._command({ type: 'unsubscribe', topic: sub.topic }, noop);
     },
     resync(sub) {
@@ -745,6 +815,9 @@ function openSSE(client, gen, url, token) {
     unsubscribe() {
       // The stream keeps carrying the topic until it is reopened; its
       // frames are dropped meanwhile.
+    },
+    ended() {
+      // The server ends the stream once every topic of it ended.
     },
     resync() {
       if (reopening) return;

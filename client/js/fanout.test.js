@@ -23,7 +23,11 @@ import {
   FanoutError,
   encodeCursor,
   crc32,
+  HEADER_FINAL,
+  isFinal,
 } from './fanout.js';
+
+const FINAL = { 'fanout-final': 'true' };
 
 test('backoffDelay grows exponentially and stays within the cap', () => {
   const top = () => 0.999999;
@@ -80,13 +84,31 @@ test('parseFrames splits lines and skips bad ones', () => {
 
 test('decodeMessage follows the data/data64 rule', () => {
   const j = decodeMessage({ type: 'msg', topic: 't', epoch: 'e', seq: 3, key: 'k', time: 5, data: { n: 1 } });
-  assert.deepEqual(j, { topic: 't', epoch: 'e', seq: 3, key: 'k', time: 5, header: undefined, data: { n: 1 } });
+  assert.deepEqual(j, { topic: 't', epoch: 'e', seq: 3, key: 'k', time: 5, header: undefined, final: false, data: { n: 1 } });
   const zero = decodeMessage({ type: 'msg', topic: 't', epoch: 'e', seq: 4, data: 0 });
   assert.equal(zero.data, 0);
   const b = decodeMessage({ type: 'msg', topic: 't', epoch: 'e', seq: 5, data64: 'AP8Q' });
   assert.deepEqual(b.data, new Uint8Array([0, 255, 16]));
   const empty = decodeMessage({ type: 'msg', topic: 't', epoch: 'e', seq: 6, data64: '' });
   assert.deepEqual(empty.data, new Uint8Array([]));
+});
+
+test('the fanout-final header marks a final message', () => {
+  assert.equal(HEADER_FINAL, 'fanout-final');
+  const cases = [
+    { header: { 'fanout-final': 'true' }, want: true },
+    { header: { 'fanout-final': 'true', traceparent: 'x' }, want: true },
+    { header: { 'fanout-final': 'false' }, want: false },
+    { header: { 'fanout-final': true }, want: false },
+    { header: { traceparent: 'x' }, want: false },
+    { header: undefined, want: false },
+    { header: null, want: false },
+  ];
+  for (const c of cases) {
+    const f = { type: 'msg', topic: 't', epoch: 'e', seq: 1, data: 1, header: c.header };
+    assert.equal(isFinal(f), c.want, JSON.stringify(c.header));
+    assert.equal(decodeMessage(f).final, c.want, JSON.stringify(c.header));
+  }
 });
 
 test('base64 round trip', () => {
@@ -533,4 +555,165 @@ test('reconnect() connects at once, also after a stop', async (t) => {
   client.reconnect();
   await flush();
   assert.equal(ScriptedSocket.all.length, 3, 'reconnect after a stop');
+});
+
+test('a final message ends the subscription over WebSocket', async (t) => {
+  const { client, sock } = setup(t, { backoffMin: 10, backoffMax: 10 });
+  const events = [];
+  const sub = client.subscribe('saga.1', {
+    onMessage: (m) => events.push(['msg', m.seq, m.final]),
+    onEnd: (e, s) => events.push(['end', e.topic, e.position.seq, e.message.seq, s.state]),
+  });
+  const other = client.subscribe('saga.2', { onMessage: (m) => events.push(['other', m.seq]) });
+  await flush();
+  let ws = sock();
+  ws.open();
+  const [c1, c2] = ws.take();
+  ws.frames(
+    { type: 'reply', id: c1.id, ok: true, topic: 'saga.1', position: { epoch: 'e', seq: 0 } },
+    { type: 'reply', id: c2.id, ok: true, topic: 'saga.2', position: { epoch: 'e', seq: 0 } },
+    { type: 'msg', topic: 'saga.1', epoch: 'e', seq: 1, data: 1 },
+    { type: 'msg', topic: 'saga.1', epoch: 'e', seq: 2, data: 2, header: FINAL },
+    { type: 'msg', topic: 'saga.1', epoch: 'e', seq: 3, data: 3 },
+    { type: 'msg', topic: 'saga.2', epoch: 'e', seq: 1, data: 1 },
+  );
+  assert.deepEqual(events, [['msg', 1, false], ['msg', 2, true], ['end', 'saga.1', 2, 2, 'ended'], ['other', 1]]);
+  assert.equal(sub.state, 'ended');
+  assert.equal(client.subscription('saga.1'), undefined, 'the client forgets an ended subscription');
+  assert.deepEqual(ws.take().map((c) => [c.type, c.topic]), [['unsubscribe', 'saga.1']]);
+  sub.unsubscribe(); // nothing to do
+  assert.deepEqual(ws.take(), []);
+  // The WebSocket stays: saga.2 is still followed, and only it is
+  // subscribed again after a reconnect.
+  ws.end(1006);
+  mock.timers.tick(10);
+  await flush();
+  ws = sock();
+  ws.open();
+  assert.deepEqual(ws.take().map((c) => [c.type, c.topic]), [['subscribe', 'saga.2']]);
+  assert.equal(other.state, 'subscribing');
+});
+
+test('a snapshot that holds the final message ends the subscription', async (t) => {
+  const { client, statuses, sock } = setup(t);
+  const events = [];
+  client.subscribe('saga.9', {
+    snapshot: true,
+    onSnapshot: (s) => events.push(['snapshot', s.items.map((m) => m.final)]),
+    onMessage: (m) => events.push(['msg', m.seq]),
+    onEnd: (e) => events.push(['end', e.position.seq, e.message.key]),
+  });
+  await flush();
+  const ws = sock();
+  ws.open();
+  const [cmd] = ws.take();
+  ws.frames(
+    { type: 'reply', id: cmd.id, ok: true, topic: 'saga.9', position: { epoch: 'e', seq: 12 } },
+    {
+      type: 'snapshot', topic: 'saga.9', position: { epoch: 'e', seq: 12 }, items: [
+        { type: 'msg', topic: 'saga.9', epoch: 'e', seq: 11, key: 'hotel', data: 1 },
+        { type: 'msg', topic: 'saga.9', epoch: 'e', seq: 12, key: 'saga', data: 2, header: FINAL },
+      ],
+    },
+    { type: 'msg', topic: 'saga.9', epoch: 'e', seq: 13, data: 3 },
+  );
+  assert.deepEqual(events, [['snapshot', [false, true]], ['end', 12, 'saga']]);
+  assert.deepEqual(ws.take().map((c) => c.type), ['unsubscribe']);
+  assert.equal(statuses.at(-1).state, 'connected', 'a WebSocket stays connected');
+});
+
+test('over SSE the client does not reconnect a stream whose topics all ended', async (t) => {
+  ScriptedEventSource.all = [];
+  mock.timers.enable({ apis: ['setTimeout'] });
+  t.after(() => mock.timers.reset());
+  const statuses = [];
+  const ends = [];
+  const client = connect('http://server.test/sse', {
+    transport: 'sse',
+    EventSource: ScriptedEventSource,
+    backoffMin: 100,
+    backoffMax: 100,
+    onStatus: (s) => statuses.push(s),
+    topics: [
+      { topic: 'a', onEnd: (e) => ends.push(e.topic) },
+      { topic: 'b', onEnd: (e) => ends.push(e.topic) },
+    ],
+  });
+  t.after(() => client.close());
+  await flush();
+  let es = ScriptedEventSource.all.at(-1);
+  es.open();
+  es.event({ type: 'reply', id: '', ok: true, topic: 'a', position: { epoch: 'e', seq: 0 } });
+  es.event({ type: 'reply', id: '', ok: true, topic: 'b', position: { epoch: 'e', seq: 4 } });
+  es.event({ type: 'msg', topic: 'a', epoch: 'e', seq: 1, data: 1, header: FINAL });
+  assert.deepEqual(ends, ['a']);
+
+  // The connection drops before b ended: the client reopens the stream
+  // with b alone.
+  es.fail();
+  assert.equal(statuses.at(-1).willReconnect, true);
+  mock.timers.tick(100);
+  await flush();
+  assert.equal(ScriptedEventSource.all.length, 2);
+  es = ScriptedEventSource.all.at(-1);
+  assert.deepEqual(es.url.searchParams.getAll('topic'), ['b']);
+  assert.equal(es.url.searchParams.get('since'), encodeCursor(['b'], new Map([['b', { epoch: 'e', seq: 4 }]])));
+  es.open();
+  es.event({ type: 'reply', id: '', ok: true, topic: 'b', position: { epoch: 'e', seq: 5 }, recovered: true });
+  es.event({ type: 'msg', topic: 'b', epoch: 'e', seq: 5, data: 1, header: FINAL });
+  es.event({ type: 'close', code: 1000, reason: 'topic ended', reconnect: false });
+  es.fail(); // the server ended the response
+  assert.deepEqual(ends, ['a', 'b']);
+  assert.equal(es.closed, true, 'EventSource must not reconnect by itself');
+  const st = statuses.at(-1);
+  assert.deepEqual(
+    { state: st.state, code: st.code, reason: st.reason, willReconnect: st.willReconnect },
+    { state: 'disconnected', code: 1000, reason: 'topic ended', willReconnect: false },
+  );
+  mock.timers.tick(60000);
+  await flush();
+  assert.equal(ScriptedEventSource.all.length, 2, 'no reconnect after the end');
+
+  // A new topic opens a new stream.
+  client.subscribe('c', {});
+  await flush();
+  assert.equal(ScriptedEventSource.all.length, 3);
+  assert.deepEqual(ScriptedEventSource.all.at(-1).url.searchParams.getAll('topic'), ['c']);
+  assert.equal(statuses.at(-1).state, 'connecting');
+});
+
+test('an SSE client without topics waits for one', async (t) => {
+  ScriptedEventSource.all = [];
+  mock.timers.enable({ apis: ['setTimeout'] });
+  t.after(() => mock.timers.reset());
+  const statuses = [];
+  const client = connect('http://server.test/sse', {
+    transport: 'sse',
+    EventSource: ScriptedEventSource,
+    onStatus: (s) => statuses.push(s),
+  });
+  t.after(() => client.close());
+  await flush();
+  assert.equal(ScriptedEventSource.all.length, 0, 'no stream without a topic');
+  assert.equal(statuses.at(-1).state, 'disconnected');
+  assert.equal(statuses.at(-1).willReconnect, false);
+  client.subscribe('x', {});
+  await flush();
+  assert.equal(ScriptedEventSource.all.length, 1);
+  assert.deepEqual(ScriptedEventSource.all[0].url.searchParams.getAll('topic'), ['x']);
+});
+
+test('a close 1000 without reconnect does not stop a client that still follows topics', async (t) => {
+  const { client, statuses, sock } = setup(t, { backoffMin: 10, backoffMax: 10 });
+  client.subscribe('live', {});
+  await flush();
+  const ws = sock();
+  ws.open();
+  ws.take();
+  ws.frames({ type: 'close', code: 1000, reason: 'topic ended', reconnect: false });
+  ws.end(1000, 'topic ended');
+  assert.equal(statuses.at(-1).willReconnect, true);
+  mock.timers.tick(10);
+  await flush();
+  assert.equal(ScriptedSocket.all.length, 2);
 });

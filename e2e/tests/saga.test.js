@@ -1,7 +1,8 @@
 // Browser tests of examples/saga: the page in headless Chromium against the
 // real example binary on loopback ports. The page starts bookings and
 // follows each saga (snapshot, then every update in order) until its final
-// update, then closes its stream.
+// update; the server then ends the SSE stream (the page closes a
+// WebSocket itself).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -72,8 +73,9 @@ async function saga(t, logName, latency = '250ms') {
 }
 
 // watchStreams records the page's /events and /ws connections; each has
-// an ended promise that resolves when the connection ends (an EventSource
-// closed by the page ends as a failed request).
+// an ended promise that resolves with how the connection ended: 'finished'
+// when the server ended an SSE response, 'failed' when the page closed its
+// EventSource first, 'closed' for a WebSocket.
 function watchStreams(page) {
   const streams = [];
   const track = (url) => {
@@ -88,24 +90,23 @@ function watchStreams(page) {
   page.on('request', (r) => {
     if (new URL(r.url()).pathname === '/events') requests.set(r, track(r.url()));
   });
-  const end = (r) => requests.get(r)?.end();
-  page.on('requestfailed', end);
-  page.on('requestfinished', end);
+  page.on('requestfailed', (r) => requests.get(r)?.end('failed'));
+  page.on('requestfinished', (r) => requests.get(r)?.end('finished'));
   page.on('websocket', (ws) => {
     const s = track(ws.url());
-    ws.on('close', () => s.end());
+    ws.on('close', () => s.end('closed'));
   });
   return streams;
 }
 
-// ended waits for a stream to end.
+// ended waits for a stream to end and returns how it ended.
 async function ended(stream) {
   let timer;
   const timeout = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${stream.url} is still open`)), WAIT.timeout);
   });
   try {
-    await Promise.race([stream.ended, timeout]);
+    return await Promise.race([stream.ended, timeout]);
   } finally {
     clearTimeout(timer);
   }
@@ -130,6 +131,7 @@ function card(page, tx) {
   return page.$eval(`.booking[data-tx="${tx}"]`, (el) => ({
     state: el.dataset.state,
     stream: el.dataset.stream,
+    closedBy: el.dataset.closedBy,
     outcome: el.querySelector('.outcome').textContent,
     conn: el.querySelector('.conn').textContent,
     steps: Object.fromEntries([...el.querySelectorAll('.steps li')].map((li) => [li.dataset.step, li.dataset.status])),
@@ -142,7 +144,8 @@ function card(page, tx) {
   }));
 }
 
-// waitForEnd waits until the card says its stream ended.
+// waitForEnd waits until the card says its stream closed after the saga's
+// end.
 async function waitForEnd(page, tx) {
   try {
     await page.waitForSelector(`.booking[data-tx="${tx}"][data-stream="ended"]`, WAIT);
@@ -206,15 +209,17 @@ test('the page follows a booking and a compensated booking to their end over SSE
   const at = (s) => texts.findIndex((x) => x.includes(` ${s} `) || x.endsWith(` ${s}`));
   assert.ok(at('hotel failed') < at('flight compensating') && at('flight compensating') < at('flight compensated'),
     `compensation after the failure, in order: ${texts.join(' | ')}`);
-  assert.match(failedCard.conn, /stream closed/);
+  assert.match(failedCard.conn, /the server closed the stream/);
+  for (const c of [okCard, failedCard]) assert.equal(c.closedBy, 'server');
 
-  // Each booking had its own SSE stream, and the page closed both.
+  // Each booking had its own SSE stream, and the server ended both after
+  // the final update (the page never closed them, nor reconnected).
   const sse = streams.filter((s) => s.url.includes('/events?'));
   assert.equal(sse.length, 2, `SSE streams: ${sse.map((s) => s.url).join(', ')}`);
   for (const tx of [ok, failed]) {
     const s = sse.find((s) => s.url.includes(`saga.${tx}`));
     assert.ok(s, `a stream for ${tx}`);
-    await ended(s);
+    assert.equal(await ended(s), 'finished', `the server ended the stream of ${tx}`);
   }
   await screenshot(page, 'saga');
   assertNoPageErrors(page);
@@ -230,6 +235,7 @@ test('the page follows a failing booking over WebSocket', async (t) => {
   assert.equal(c.state, 'compensated');
   assert.deepEqual(c.steps, finalSteps('car'));
   checkLog(c, 'car');
+  assert.equal(c.closedBy, 'page', 'the page closes its WebSocket');
   const ws = streams.filter((s) => s.url.includes('/ws'));
   assert.equal(ws.length, 1, 'one WebSocket');
   await ended(ws[0]);
@@ -248,8 +254,12 @@ test('a page opened after the end shows the final state at once', async (t) => {
   await waitForEnd(first, tx);
 
   const page = await newPage(browser, t);
+  const streams = watchStreams(page);
   await page.goto(`${srv.url}/?tx=${tx}`);
   const c = await waitForEnd(page, tx);
+  assert.equal(c.closedBy, 'server', 'the server ends the stream right after the snapshot');
+  assert.equal(streams.length, 1, `streams: ${streams.map((s) => s.url).join(', ')}`);
+  assert.equal(await ended(streams[0]), 'finished');
   assert.equal(c.state, 'compensated');
   assert.deepEqual(c.steps, finalSteps('flight'));
   assert.deepEqual(c.stepOrder, STEPS, 'steps laid out in the saga\'s order');

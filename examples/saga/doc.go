@@ -42,14 +42,18 @@
 //
 // The saga's last message has key "saga", a final status ("completed",
 // "compensated", or "failed" when a compensation failed or the server
-// stopped the saga) and "final": true. Nothing is published to the topic
-// after it. The client ends the stream when it sees it, live or in the
-// snapshot of a late subscription: the page closes its SSE connection, the
-// follow command cancels its gRPC Subscribe call and exits. The transports
-// stay generic, so the server does not end a stream by itself; a client
-// that ignores the final message keeps an idle subscription until it
-// leaves, and one that reconnects resumes, from history, after the last
-// message it saw.
+// stopped the saga) and "final": true, and it is published with
+// [fanout.WithFinal]. Nothing is published to the topic after it. The
+// server ends the streams that follow the topic right after it, live, from
+// history, or in the snapshot of a late subscriber: an SSE stream gets a
+// close event 1000 "topic ended" without reconnect and its response ends
+// (a browser that reconnects anyway with the last event id gets 204, which
+// stops EventSource); a gRPC Subscribe call gets the same close frame and
+// ends with OK (io.EOF). The clients stop at the final message by
+// themselves too: the page's client ends the subscription (onEnd) and does
+// not reconnect the stream, and closes a WebSocket, which the server keeps
+// open for other topics; the follow command prints that the server ended
+// the stream, and cancels the call itself when a server does not.
 //
 // # Shutdown
 //

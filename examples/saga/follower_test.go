@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/backplane/memory"
 	fanoutredis "github.com/gofanout/fanout/backplane/redis"
 	saga "github.com/gofanout/fanout/examples/saga"
@@ -110,8 +111,8 @@ func TestFollower(t *testing.T) {
 	if r.final.Status != "compensated" || !r.final.Final || r.final.Tx != b.Tx {
 		t.Errorf("got final update %+v, want the final compensated status of %s", r.final, b.Tx)
 	}
-	if other := checkPrinted(t, out.String(), transcript("hotel")); len(other) != 0 {
-		t.Errorf("got unexpected lines %q", other)
+	if other := checkPrinted(t, out.String(), transcript("hotel")); !slices.Equal(other, []string{serverEnded}) {
+		t.Errorf("got other lines %q, want %q", other, serverEnded)
 	}
 
 	if _, err := follower.StartBooking(bounded(t), ts.http, ts.url, "boat"); err == nil || !strings.Contains(err.Error(), "400") {
@@ -184,8 +185,40 @@ func TestFollowerResumes(t *testing.T) {
 		t.Errorf("got final status %q, want compensated", r.final.Status)
 	}
 	other := checkPrinted(t, out.String(), transcript("car"))
-	if len(other) != 1 || !strings.Contains(other[0], "resuming after #") {
-		t.Errorf("got other lines %q, want one that says the follower resumed", other)
+	if len(other) != 2 || !strings.Contains(other[0], "resuming after #") || other[1] != serverEnded {
+		t.Errorf("got other lines %q, want one that says the follower resumed, then %q", other, serverEnded)
+	}
+}
+
+// serverEnded is what the follower prints when the server ends the stream
+// after the final update.
+const serverEnded = "the server ended the stream (1000 topic ended)"
+
+// TestFollowerWithoutServerEnd: the follower stops at the final update
+// even when the server does not end the stream, as for a final update
+// published without fanout.WithFinal.
+func TestFollowerWithoutServerEnd(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, saga.Config{})
+	topic := saga.Topic("0123456789abcdef")
+	for _, u := range []string{
+		`{"tx":"0123456789abcdef","step":"saga","status":"running","steps":["flight"]}`,
+		`{"tx":"0123456789abcdef","step":"saga","status":"completed","detail":"booking completed","final":true}`,
+	} {
+		if _, err := ts.hub.Publish(bounded(t), topic, []byte(u), fanout.WithKey("saga")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := newLockedWriter()
+	final, err := follower.Follow(bounded(t), ts.grpcClient(t), topic, &follower.Options{Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.Status != "completed" || !final.Final {
+		t.Errorf("got final update %+v, want the completed one", final)
+	}
+	if got := out.String(); strings.Contains(got, "ended the stream") || strings.Count(got, "\n") != 1 {
+		t.Errorf("got output %q, want the final update alone, from the snapshot", got)
 	}
 }
 
@@ -274,7 +307,7 @@ func TestFollowerAcrossReplicas(t *testing.T) {
 	if r.final.Status != "compensated" || r.final.Tx != bk.Tx {
 		t.Errorf("got final update %+v, want the compensated end of %s", r.final, bk.Tx)
 	}
-	if other := checkPrinted(t, out.String(), transcript("hotel")); len(other) != 0 {
-		t.Errorf("got unexpected lines %q", other)
+	if other := checkPrinted(t, out.String(), transcript("hotel")); !slices.Equal(other, []string{serverEnded}) {
+		t.Errorf("got other lines %q, want %q", other, serverEnded)
 	}
 }

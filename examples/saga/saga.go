@@ -43,7 +43,8 @@ const (
 
 // Statuses of the saga (key [SagaKey]). Completed, compensated and failed
 // are final: the message that carries one is the topic's last, with
-// Final set.
+// Final set, published with [fanout.WithFinal] so that the server ends the
+// streams that follow the topic.
 const (
 	StatusRunning   Status = "running"   // steps are running
 	StatusCompleted Status = "completed" // every step is confirmed
@@ -67,7 +68,9 @@ type Update struct {
 	// Steps lists the steps in order; it is set on the saga's messages, so
 	// that a client can lay them out from the snapshot alone.
 	Steps []string `json:"steps,omitempty"`
-	// Final marks the saga's last message: a follower stops there.
+	// Final marks the saga's last message: a follower stops there. The
+	// message is also published with [fanout.WithFinal], the mark the
+	// transports read: SSE streams and gRPC Subscribe calls end after it.
 	Final bool `json:"final,omitempty"`
 }
 
@@ -292,7 +295,14 @@ func (r *sagaRun) publish(ctx context.Context, u Update) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.e.opts.Hub.Publish(ctx, Topic(r.tx), data, fanout.WithKey(u.Step))
+	opts := []fanout.PublishOption{fanout.WithKey(u.Step)}
+	if u.Final {
+		// The topic's last message: the server ends the streams that
+		// follow it, and the key keeps it in the snapshot, so that a late
+		// subscriber's stream ends right after the snapshot.
+		opts = append(opts, fanout.WithFinal())
+	}
+	_, err = r.e.opts.Hub.Publish(ctx, Topic(r.tx), data, opts...)
 	return err
 }
 

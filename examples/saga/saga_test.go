@@ -41,9 +41,10 @@ func transcript(fail string) []string {
 
 // seen is a saga's update as a follower received it.
 type seen struct {
-	seq uint64
-	key string
-	u   saga.Update
+	seq    uint64
+	key    string
+	u      saga.Update
+	marked bool // published with fanout.WithFinal
 }
 
 func (s seen) String() string { return s.u.Step + " " + string(s.u.Status) }
@@ -91,6 +92,9 @@ func checkFollow(t *testing.T, tx string, want []string, pos uint64, snap, live 
 		if s.key != s.u.Step {
 			t.Errorf("update %s has key %q, want %q", s, s.key, s.u.Step)
 		}
+		if s.marked != s.u.Final {
+			t.Errorf("update %s (final %v) has the final mark %v, want the same", s, s.u.Final, s.marked)
+		}
 	}
 	last := live
 	if len(last) == 0 {
@@ -106,7 +110,7 @@ func toSeen(m *fanout.Message) (seen, error) {
 	if err := json.Unmarshal(m.Data, &u); err != nil {
 		return seen{}, fmt.Errorf("decode %s: %w", m.Data, err)
 	}
-	return seen{seq: m.Position.Seq, key: m.Key, u: u}, nil
+	return seen{seq: m.Position.Seq, key: m.Key, u: u, marked: m.Final()}, nil
 }
 
 // followSession follows tx through a hub session, the way a transport

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/gofanout/fanout"
 	saga "github.com/gofanout/fanout/examples/saga"
 	"github.com/gofanout/fanout/transport/grpc/fanoutv1"
 )
@@ -28,6 +30,7 @@ import (
 // before their first action until release is called, so that a follower
 // can subscribe first and see every step live.
 type testServer struct {
+	hub      *fanout.Hub
 	url      string
 	grpcAddr string
 	http     *http.Client
@@ -77,6 +80,7 @@ func startServer(t *testing.T, cfg saga.Config) *testServer {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ts := &testServer{
+		hub:      srv.Hub(),
 		url:      "http://" + httpL.Addr().String(),
 		grpcAddr: grpcL.Addr().String(),
 		http:     &http.Client{Transport: &http.Transport{}},
@@ -129,29 +133,45 @@ func (ts *testServer) grpcClient(t *testing.T) fanoutv1.SubscribeServiceClient {
 }
 
 // followed is what a follower received: a snapshot at pos, then live
-// updates.
+// updates (with since: only live updates, from history first).
 type followed struct {
 	pos        uint64
 	snap, live []seen
+	epoch      string // of the last update
 	lastID     string // SSE: the id of the last event
 }
 
-func decodeSeen(seq uint64, key string, data []byte) (seen, error) {
+// final reports whether the last update received is the saga's final one.
+func (f *followed) final() bool {
+	last := f.live
+	if len(last) == 0 {
+		last = f.snap
+	}
+	return len(last) > 0 && last[len(last)-1].u.Final
+}
+
+func decodeSeen(seq uint64, key string, data []byte, header map[string]string) (seen, error) {
 	var u saga.Update
 	if err := json.Unmarshal(data, &u); err != nil {
 		return seen{}, fmt.Errorf("decode %s: %w", data, err)
 	}
-	return seen{seq: seq, key: key, u: u}, nil
+	return seen{seq: seq, key: key, u: u, marked: header[fanout.HeaderFinal] == "true"}, nil
 }
 
-// followGRPC follows tx over a gRPC Subscribe stream until the final
-// update, calling onSnapshot once the snapshot arrived, and then ends the
-// stream.
-func followGRPC(ctx context.Context, c fanoutv1.SubscribeServiceClient, tx string, onSnapshot func()) (followed, error) {
+// errNotEnded is returned by followers when a stream ended in any way
+// other than by the server after the final update.
+var errNotEnded = errors.New("the server did not end the stream after the final update")
+
+// followGRPC follows tx over a gRPC Subscribe stream, calling onSnapshot
+// once the snapshot arrived, until the server ends the stream: right after
+// the final update, in the same Frames message, a close frame 1000 "topic
+// ended" without reconnect, then the end of the call (io.EOF). With since,
+// it resumes after that position instead of asking for the snapshot.
+func followGRPC(ctx context.Context, c fanoutv1.SubscribeServiceClient, tx string, since *fanoutv1.Position, onSnapshot func()) (followed, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := c.Subscribe(ctx, &fanoutv1.SubscribeRequest{Subscriptions: []*fanoutv1.Subscription{
-		{Topic: saga.Topic(tx), Snapshot: true},
+		{Topic: saga.Topic(tx), Snapshot: since == nil, Since: since},
 	}})
 	if err != nil {
 		return followed{}, err
@@ -162,18 +182,16 @@ func followGRPC(ctx context.Context, c fanoutv1.SubscribeServiceClient, tx strin
 		if err != nil {
 			return f, fmt.Errorf("stream ended before the final update: %w", err)
 		}
-		for _, fr := range batch.Frames {
-			var ms []*fanoutv1.Message
+		for i, fr := range batch.Frames {
 			switch x := fr.Frame.(type) {
 			case *fanoutv1.Frame_Reply:
 				if x.Reply.Error != nil {
 					return f, fmt.Errorf("subscribe: %v", x.Reply.Error)
 				}
-				continue
 			case *fanoutv1.Frame_Snapshot:
-				f.pos = x.Snapshot.Position.Seq
+				f.pos, f.epoch = x.Snapshot.Position.Seq, x.Snapshot.Position.Epoch
 				for _, m := range x.Snapshot.Items {
-					s, err := decodeSeen(m.Seq, m.Key, m.Data)
+					s, err := decodeSeen(m.Seq, m.Key, m.Data, m.Headers)
 					if err != nil {
 						return f, err
 					}
@@ -182,25 +200,31 @@ func followGRPC(ctx context.Context, c fanoutv1.SubscribeServiceClient, tx strin
 				if onSnapshot != nil {
 					onSnapshot()
 				}
-				if len(f.snap) > 0 && f.snap[len(f.snap)-1].u.Final {
-					return f, nil
-				}
-				continue
 			case *fanoutv1.Frame_Message:
-				ms = append(ms, x.Message)
-			case *fanoutv1.Frame_Close:
-				return f, fmt.Errorf("closed by the server: %v", x.Close)
-			}
-			for _, m := range ms {
-				s, err := decodeSeen(m.Seq, m.Key, m.Data)
+				m := x.Message
+				s, err := decodeSeen(m.Seq, m.Key, m.Data, m.Headers)
 				if err != nil {
 					return f, err
 				}
-				f.live = append(f.live, s)
-				if s.u.Final {
-					return f, nil
-				}
+				f.live, f.epoch = append(f.live, s), m.Epoch
+			case *fanoutv1.Frame_Close:
+				return f, fmt.Errorf("closed by the server: %v", x.Close)
 			}
+			if !f.final() {
+				continue
+			}
+			// The server ends the stream now.
+			rest := batch.Frames[i+1:]
+			if len(rest) != 1 || rest[0].GetClose() == nil {
+				return f, fmt.Errorf("%w: got %v after it in the same Frames message, want the close frame", errNotEnded, rest)
+			}
+			if c := rest[0].GetClose(); c.Code != uint32(fanout.CloseNormal) || c.Reason != "topic ended" || c.Reconnect {
+				return f, fmt.Errorf("%w: got close %v, want 1000 \"topic ended\" without reconnect", errNotEnded, c)
+			}
+			if _, err := st.Recv(); err != io.EOF {
+				return f, fmt.Errorf("%w: after the close frame, Recv returned %v, want io.EOF", errNotEnded, err)
+			}
+			return f, nil
 		}
 	}
 }
@@ -209,7 +233,8 @@ func followGRPC(ctx context.Context, c fanoutv1.SubscribeServiceClient, tx strin
 type sseEvent struct{ typ, id, data string }
 
 // readEvents parses a text/event-stream and calls fn per event until fn
-// returns false or the stream ends.
+// returns false (nil) or the stream ends (io.EOF, or
+// io.ErrUnexpectedEOF in the middle of an event).
 func readEvents(r io.Reader, fn func(sseEvent) (bool, error)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -244,12 +269,17 @@ func readEvents(r io.Reader, fn func(sseEvent) (bool, error)) error {
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	return io.ErrUnexpectedEOF
+	if data != nil || ev != (sseEvent{}) {
+		return io.ErrUnexpectedEOF
+	}
+	return io.EOF
 }
 
 // followSSE follows tx over SSE, as a browser does: with snapshot=1, or
-// resuming after lastEventID. It returns after the final update, or,
-// when maxLive > 0, after that many live updates (a dropped connection).
+// resuming after lastEventID. It reads until the server ends the stream:
+// right after the final update, a close event 1000 "topic ended" without
+// reconnect, then the end of the response. When maxLive > 0, it drops the
+// connection after that many live updates instead.
 func followSSE(ctx context.Context, c *http.Client, base, tx, lastEventID string, maxLive int, onSnapshot func()) (followed, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -272,13 +302,22 @@ func followSSE(ctx context.Context, c *http.Client, base, tx, lastEventID string
 	}
 	var f followed
 	type msg struct {
-		Seq  uint64          `json:"seq"`
-		Key  string          `json:"key"`
-		Data json.RawMessage `json:"data"`
+		Epoch  string            `json:"epoch"`
+		Seq    uint64            `json:"seq"`
+		Key    string            `json:"key"`
+		Header map[string]string `json:"header"`
+		Data   json.RawMessage   `json:"data"`
 	}
+	closed := false
 	err = readEvents(resp.Body, func(ev sseEvent) (bool, error) {
 		if ev.id != "" {
 			f.lastID = ev.id
+		}
+		if closed {
+			return false, fmt.Errorf("%w: got a %s event after the close event", errNotEnded, ev.typ)
+		}
+		if f.final() && ev.typ != "close" {
+			return false, fmt.Errorf("%w: got a %s event after it", errNotEnded, ev.typ)
 		}
 		switch ev.typ {
 		case "reply":
@@ -291,15 +330,18 @@ func followSSE(ctx context.Context, c *http.Client, base, tx, lastEventID string
 			}
 		case "snapshot":
 			var s struct {
-				Position struct{ Seq uint64 }
-				Items    []msg
+				Position struct {
+					Epoch string
+					Seq   uint64
+				}
+				Items []msg
 			}
 			if err := json.Unmarshal([]byte(ev.data), &s); err != nil {
 				return false, err
 			}
-			f.pos = s.Position.Seq
+			f.pos, f.epoch = s.Position.Seq, s.Position.Epoch
 			for _, m := range s.Items {
-				x, err := decodeSeen(m.Seq, m.Key, m.Data)
+				x, err := decodeSeen(m.Seq, m.Key, m.Data, m.Header)
 				if err != nil {
 					return false, err
 				}
@@ -308,23 +350,41 @@ func followSSE(ctx context.Context, c *http.Client, base, tx, lastEventID string
 			if onSnapshot != nil {
 				onSnapshot()
 			}
-			return len(f.snap) == 0 || !f.snap[len(f.snap)-1].u.Final, nil
 		case "msg":
 			var m msg
 			if err := json.Unmarshal([]byte(ev.data), &m); err != nil {
 				return false, err
 			}
-			x, err := decodeSeen(m.Seq, m.Key, m.Data)
+			x, err := decodeSeen(m.Seq, m.Key, m.Data, m.Header)
 			if err != nil {
 				return false, err
 			}
-			f.live = append(f.live, x)
-			return !x.u.Final && (maxLive == 0 || len(f.live) < maxLive), nil
+			f.live, f.epoch = append(f.live, x), m.Epoch
+			return x.u.Final || maxLive == 0 || len(f.live) < maxLive, nil
 		case "close":
-			return false, fmt.Errorf("closed by the server: %s", ev.data)
+			var c struct {
+				Code      int
+				Reason    string
+				Reconnect bool
+			}
+			if err := json.Unmarshal([]byte(ev.data), &c); err != nil {
+				return false, err
+			}
+			if !f.final() || c.Code != int(fanout.CloseNormal) || c.Reason != "topic ended" || c.Reconnect {
+				return false, fmt.Errorf("closed by the server: %s", ev.data)
+			}
+			closed = true
 		}
 		return true, nil
 	})
+	switch {
+	case maxLive > 0 && err == nil && !f.final():
+		return f, nil // dropped after maxLive updates
+	case err == io.EOF && closed:
+		return f, nil
+	case err == io.EOF:
+		return f, fmt.Errorf("%w: the response ended without the close event", errNotEnded)
+	}
 	return f, err
 }
 
@@ -335,7 +395,7 @@ func TestFollowOverGRPC(t *testing.T) {
 			t.Parallel()
 			ts := startServer(t, saga.Config{})
 			tx := ts.book(t, fail)
-			f, err := followGRPC(bounded(t), ts.grpcClient(t), tx, ts.release)
+			f, err := followGRPC(bounded(t), ts.grpcClient(t), tx, nil, ts.release)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -385,7 +445,7 @@ func TestResumeOverSSE(t *testing.T) {
 }
 
 // TestLateFollowers follow a saga that has ended: its snapshot is its final
-// state, and the followers stop at once.
+// state, and the server ends their streams right after it.
 func TestLateFollowers(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, saga.Config{})
@@ -395,7 +455,7 @@ func TestLateFollowers(t *testing.T) {
 	if _, err := followSSE(bounded(t), ts.http, ts.url, tx, "", 0, nil); err != nil { // until the end
 		t.Fatal(err)
 	}
-	g, err := followGRPC(bounded(t), ts.grpcClient(t), tx, nil)
+	g, err := followGRPC(bounded(t), ts.grpcClient(t), tx, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,6 +468,74 @@ func TestLateFollowers(t *testing.T) {
 			t.Errorf("%s: got snapshot at %d and %d live updates, want the final snapshot at %d alone", name, f.pos, len(f.live), len(want))
 		}
 		checkFollow(t, tx, want, f.pos, f.snap, f.live)
+	}
+	// A browser that reconnects after the end, with the id of the
+	// snapshot that held the final update, is told to stop.
+	resp := get(t, ts, tx, s.lastID)
+	if resp.StatusCode != http.StatusNoContent {
+		t.Errorf("reconnect after the end: got %s, want 204", resp.Status)
+	}
+}
+
+// get opens the SSE stream of tx with Last-Event-ID lastID and returns
+// the response, its body read.
+func get(t *testing.T, ts *testServer, tx, lastID string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(bounded(t), http.MethodGet, ts.url+"/events?snapshot=1&topic="+saga.Topic(tx), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Last-Event-ID", lastID)
+	resp, err := ts.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// TestResumeAfterTheEnd: followers that lost their stream in the middle of
+// a saga come back after it ended. Each resumes after the last update it
+// received, gets the rest from history, and the server ends its stream
+// after the final update; SSE with Last-Event-ID, gRPC with since.
+func TestResumeAfterTheEnd(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, saga.Config{})
+	tx := ts.book(t, "hotel")
+	want := transcript("hotel")
+	first, err := followSSE(bounded(t), ts.http, ts.url, tx, "", 3, ts.release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.live) != 3 {
+		t.Fatalf("got %d live updates before the drop, want 3", len(first.live))
+	}
+	// Another follower sees the saga end.
+	whole, err := followGRPC(bounded(t), ts.grpcClient(t), tx, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFollow(t, tx, want, whole.pos, whole.snap, whole.live)
+
+	sseRest, err := followSSE(bounded(t), ts.http, ts.url, tx, first.lastID, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := first.live[len(first.live)-1].seq
+	grpcRest, err := followGRPC(bounded(t), ts.grpcClient(t), tx, &fanoutv1.Position{Epoch: whole.epoch, Seq: last}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, rest := range map[string]followed{"sse": sseRest, "grpc": grpcRest} {
+		if len(rest.snap) != 0 || len(rest.live) != len(want)-int(last) {
+			t.Errorf("%s: got snapshot %v and %d updates, want the %d updates after #%d from history", name, rest.snap, len(rest.live), len(want)-int(last), last)
+		}
+		checkFollow(t, tx, want, first.pos, first.snap, append(slices.Clone(first.live), rest.live...))
+	}
+	// The id of the final update says the topic ended.
+	if resp := get(t, ts, tx, sseRest.lastID); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("reconnect after the end: got %s, want 204", resp.Status)
 	}
 }
 
@@ -468,7 +596,7 @@ func TestDrain(t *testing.T) {
 	}()
 	c := ts.grpcClient(t)
 	go func() {
-		f, err := followGRPC(bounded(t), c, tx, onSnap)
+		f, err := followGRPC(bounded(t), c, tx, nil, onSnap)
 		grpcDone <- result{f, err}
 	}()
 	<-subscribed
@@ -495,7 +623,7 @@ func TestDrain(t *testing.T) {
 		t.Errorf("got Serve error %v, want nil", err)
 	}
 	// Streams opened now are refused: the server is gone.
-	_, err = followGRPC(bounded(t), c, tx, nil)
+	_, err = followGRPC(bounded(t), c, tx, nil, nil)
 	if code := status.Code(err); code != codes.Unavailable {
 		t.Errorf("got %v after the drain, want code %v", err, codes.Unavailable)
 	}

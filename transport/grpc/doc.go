@@ -34,6 +34,16 @@
 // A stream that stays silent for [Options.Heartbeat] gets an empty Frames
 // message, which keeps proxies from ending it.
 //
+// A Subscribe stream ends by itself once every one of its topics has
+// delivered its final message (one published with [fanout.WithFinal], as a
+// saga's last state), live, from history after since, or inside a
+// snapshot: right after that message, in the same Frames message, comes a
+// close frame with code 1000, reason "topic ended" and reconnect false,
+// and the call returns OK, so the client's Recv returns io.EOF. What a
+// topic publishes after its final message is not sent. A Connect stream
+// does not end that way, as its client may subscribe again at any time: it
+// sees the final message's "fanout-final" header and unsubscribes.
+//
 // A stream ends with a close frame followed by the call's status, which
 // tells the client what to do: codes.Unavailable when the hub shuts down
 // (reconnect, to another server, and resume), codes.ResourceExhausted for a

@@ -21,7 +21,9 @@ type subscribeService struct {
 // whole before the session starts, so that a bad topic refuses the call
 // before any frame; they are then made in order by the handler goroutine,
 // which writes what each one queued (its history can be long) before making
-// the next, and finally writes until the session ends.
+// the next, and finally writes until the session ends, or until every topic
+// delivered its final message: then the call returns OK after a close
+// frame 1000 "topic ended".
 func (ss subscribeService) Subscribe(req *fanoutv1.SubscribeRequest, stream grpc.ServerStreamingServer[fanoutv1.Frames]) error {
 	s := ss.s
 	ctx := stream.Context()
@@ -48,6 +50,11 @@ func (ss subscribeService) Subscribe(req *fanoutv1.SubscribeRequest, stream grpc
 	}
 	w := s.newWriter(sess, stream.Send)
 	defer w.end(ctx)
+	topics := make([]string, len(req.Subscriptions))
+	for i, sub := range req.Subscriptions {
+		topics[i] = sub.Topic
+	}
+	w.follow(topics)
 	for _, sub := range req.Subscriptions {
 		if !sess.Allow() {
 			sess.Close(fanout.CloseRateLimited, "")

@@ -2,6 +2,7 @@ package fanoutgrpc
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/gofanout/fanout"
@@ -17,6 +18,11 @@ type writer struct {
 	heartbeat time.Duration // <= 0: none
 	buf       []fanout.Frame
 	last      time.Time // of the last send
+
+	// open holds the topics of a Subscribe stream that have not yet
+	// delivered their final message; the stream ends once it is empty.
+	// Nil for Connect, whose streams do not end by themselves.
+	open map[string]bool
 }
 
 func (s *Server) newWriter(sess *fanout.Session, send func(*fanoutv1.Frames) error) *writer {
@@ -90,13 +96,75 @@ func (w *writer) flush() (done bool, err error) {
 	}
 }
 
+// endReason is the reason of the close frame that ends a Subscribe stream
+// whose topics all delivered their final message.
+const endReason = "topic ended"
+
+// topicEnded is the close frame of a Subscribe stream whose topics all
+// ended: the client has nothing more to wait for.
+var topicEnded = fanout.Frame{Type: fanout.FrameClose, Close: &fanout.CloseFrame{Code: fanout.CloseNormal, Reason: endReason}}
+
+// follow makes the stream end once each of topics delivered its final
+// message.
+func (w *writer) follow(topics []string) {
+	w.open = make(map[string]bool, len(topics))
+	for _, t := range topics {
+		w.open[t] = true
+	}
+}
+
+// ends reports whether f is to be sent, and whether it ends the last open
+// topic of a stream that follows topics: a message published
+// [fanout.WithFinal], or a snapshot that holds one. What a topic queues
+// after its end is not sent.
+func (w *writer) ends(f fanout.Frame) (send, last bool) {
+	if w.open == nil {
+		return true, false
+	}
+	var topic string
+	var final bool
+	switch f.Type {
+	case fanout.FrameMessage:
+		topic, final = f.Message.Topic, f.Message.Final()
+	case fanout.FrameSnapshot:
+		topic, final = f.Snapshot.Topic, slices.ContainsFunc(f.Snapshot.Items, (*fanout.Message).Final)
+	default:
+		return true, false
+	}
+	if !w.open[topic] {
+		return false, false
+	}
+	if final {
+		delete(w.open, topic)
+	}
+	return true, final && len(w.open) == 0
+}
+
 // write sends frames in as few Frames messages as MaxBatchBytes allows.
 // After the close frame (or a failed send) it reports done, with the
-// stream's status.
+// stream's status. When the frames end the last open topic of a Subscribe
+// stream, it adds a close frame 1000 "topic ended" after the one that does,
+// in the same Frames message, and reports done with status OK.
 func (w *writer) write(frames []fanout.Frame) (done bool, err error) {
 	defer clear(frames) // let the sent messages go
 	var b []byte
 	for i, f := range frames {
+		send, last := w.ends(f)
+		if !send {
+			continue
+		}
+		if last {
+			// The rest of the batch can only be what the stream's topics
+			// published after their end.
+			if b, err = appendFrame(b, f); err == nil {
+				b, err = appendFrame(b, topicEnded)
+			}
+			if err != nil {
+				return true, errStatus(err)
+			}
+			w.sess.Close(fanout.CloseNormal, endReason)
+			return true, w.sendFrames(b)
+		}
 		if b == nil {
 			// A new buffer for every Frames message: gRPC may keep a sent
 			// message (for tracing, stats handlers), so it is never reused.

@@ -27,8 +27,16 @@ var ErrInvalidCursor = errors.New("sse: invalid cursor")
 //	per topic, in sorted order: uvarint e; 0 means no position (the
 //	         topic is subscribed afresh); otherwise the topic is at epoch
 //	         number e (from 1) and a uvarint seq follows
+//
+// Version 2 is version 1 followed by a bit set of the topics that ended
+// (delivered their final message): ceil(topics/8) bytes, bit i%8 of byte
+// i/8 for the i-th topic in sorted order; a topic that ended has a
+// position, and the unused high bits of the last byte are zero. A stream
+// writes version 2 only once one of its topics ended, so that the cursors
+// of streams without final messages stay version 1.
 const (
-	cursorVersion = 1
+	cursorVersion      = 1
+	cursorVersionEnded = 2
 	// maxCursorLen bounds the text of a cursor. A cursor needs about four
 	// bytes per topic, plus its epochs.
 	maxCursorLen = 16 << 10
@@ -44,6 +52,8 @@ type cursorState struct {
 	index  map[string]int
 	set    []bool
 	pos    []fanout.Position
+	ended  []bool // the topic delivered its final message; set implies set[i]
+	open   int    // topics that have not ended
 
 	sum    uint32   // CRC-32 of the topics, each followed by "\n"
 	epochs []string // distinct epochs of the set positions
@@ -59,6 +69,8 @@ func newCursorState(topics []string) *cursorState {
 		index:  make(map[string]int, len(topics)),
 		set:    make([]bool, len(topics)),
 		pos:    make([]fanout.Position, len(topics)),
+		ended:  make([]bool, len(topics)),
+		open:   len(topics),
 		epochN: make([]int, len(topics)),
 	}
 	for i, t := range topics {
@@ -103,9 +115,22 @@ func (c *cursorState) setPos(i int, p fanout.Position) {
 	}
 }
 
+// end records that topic i, which has a position, delivered its final
+// message.
+func (c *cursorState) end(i int) {
+	if !c.ended[i] {
+		c.ended[i] = true
+		c.open--
+	}
+}
+
 // appendCursor appends the cursor of the current positions.
 func (c *cursorState) appendCursor(b []byte) []byte {
-	bin := append(c.bin[:0], cursorVersion, 0, 0, 0, 0)
+	version := byte(cursorVersion)
+	if c.open < len(c.topics) {
+		version = cursorVersionEnded
+	}
+	bin := append(c.bin[:0], version, 0, 0, 0, 0)
 	bin = binary.AppendUvarint(bin, uint64(len(c.epochs)))
 	for _, e := range c.epochs {
 		bin = binary.AppendUvarint(bin, uint64(len(e)))
@@ -118,6 +143,15 @@ func (c *cursorState) appendCursor(b []byte) []byte {
 		}
 		bin = binary.AppendUvarint(bin, uint64(c.epochN[i]+1))
 		bin = binary.AppendUvarint(bin, c.pos[i].Seq)
+	}
+	if version == cursorVersionEnded {
+		n := len(bin)
+		bin = append(bin, make([]byte, (len(c.topics)+7)/8)...)
+		for i, e := range c.ended {
+			if e {
+				bin[n+i/8] |= 1 << (i % 8)
+			}
+		}
 	}
 	binary.BigEndian.PutUint32(bin[1:5], crc32.Update(c.sum, crc32.IEEETable, bin[5:]))
 	c.bin = bin
@@ -137,7 +171,7 @@ func (c *cursorState) decode(s string) error {
 	if len(bin) < 5 {
 		return fmt.Errorf("%w: too short", ErrInvalidCursor)
 	}
-	if bin[0] != cursorVersion {
+	if bin[0] != cursorVersion && bin[0] != cursorVersionEnded {
 		return fmt.Errorf("%w: unknown version %d", ErrInvalidCursor, bin[0])
 	}
 	if binary.BigEndian.Uint32(bin[1:5]) != crc32.Update(c.sum, crc32.IEEETable, bin[5:]) {
@@ -190,12 +224,39 @@ func (c *cursorState) decode(s string) error {
 		}
 		set[i], pos[i] = true, fanout.Position{Epoch: epochs[e-1], Seq: seq}
 	}
+	ended := make([]bool, len(c.topics))
+	if bin[0] == cursorVersionEnded {
+		n := (len(c.topics) + 7) / 8
+		if len(r) < n {
+			return fmt.Errorf("%w: truncated ended topics", ErrInvalidCursor)
+		}
+		if pad := len(c.topics) % 8; pad != 0 && r[n-1]>>pad != 0 {
+			return fmt.Errorf("%w: ended bits beyond the topics", ErrInvalidCursor)
+		}
+		found := false
+		for i := range c.topics {
+			if r[i/8]&(1<<(i%8)) == 0 {
+				continue
+			}
+			if !set[i] {
+				return fmt.Errorf("%w: a topic without a position ended", ErrInvalidCursor)
+			}
+			ended[i], found = true, true
+		}
+		if !found {
+			return fmt.Errorf("%w: version 2 without an ended topic", ErrInvalidCursor)
+		}
+		r = r[n:]
+	}
 	if len(r) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrInvalidCursor, len(r))
 	}
 	for i := range c.topics {
 		if set[i] {
 			c.setPos(i, pos[i])
+		}
+		if ended[i] {
+			c.end(i)
 		}
 	}
 	return nil
@@ -218,7 +279,9 @@ func EncodeCursor(topics []string, pos map[string]fanout.Position) string {
 }
 
 // DecodeCursor returns the positions held by a cursor of a stream of
-// topics; topics without a position are absent from the map. It fails with
+// topics; topics without a position are absent from the map. Whether a
+// topic ended (a cursor of version 2) is not reported: the topic is at the
+// position of its final message. It fails with
 // an error matching [ErrInvalidCursor] when the cursor is corrupt or was
 // made for another set of topics.
 func DecodeCursor(cursor string, topics []string) (map[string]fanout.Position, error) {

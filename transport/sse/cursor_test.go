@@ -84,6 +84,7 @@ func FuzzDecodeCursor(f *testing.F) {
 	f.Add(sse.EncodeCursor([]string{"a", "b"}, map[string]fanout.Position{"a": {Epoch: "e", Seq: 9}}), "a,b")
 	f.Add(sse.EncodeCursor([]string{"x"}, map[string]fanout.Position{"x": {Epoch: "", Seq: 0}}), "x")
 	f.Add(sse.EncodeCursor([]string{"p", "q", "r"}, map[string]fanout.Position{"p": {Epoch: "1", Seq: 1}, "q": {Epoch: "2", Seq: 2}, "r": {Epoch: "1", Seq: 3}}), "p,q,r")
+	f.Add(cursorV2([]string{"a", "b"}, map[string]fanout.Position{"a": {Epoch: "e", Seq: 9}, "b": {Epoch: "e", Seq: 2}}, map[string]bool{"b": true}, 0), "a,b")
 	f.Add("AQAAAAAA", "a")
 	f.Add("", "a")
 	f.Add("AP____8P", "t")

@@ -18,6 +18,15 @@
 //	es.addEventListener("msg", e => render(JSON.parse(e.data)));
 //	es.addEventListener("close", e => { if (!JSON.parse(e.data).reconnect) es.close(); });
 //
+// A stream ends by itself once every one of its topics has delivered its
+// final message (one published with [fanout.WithFinal], as a saga's last
+// state), live, replayed from history, or inside a snapshot: after the
+// event that carries it, the handler writes a close event with code 1000,
+// reason "topic ended" and reconnect false, and ends the response. The ids
+// of a stream remember which topics ended, so a reconnection does not
+// follow them again; one whose topics all ended is answered 204 No
+// Content, which stops EventSource for good.
+//
 // The handler ends its streams when the hub shuts down ([fanout.Hub.Shutdown]),
 // which http.Server.Shutdown alone does not do. It sets no CORS headers:
 // to serve pages of other origins, wrap it in a handler that does (and let
@@ -33,6 +42,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -119,6 +129,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, fanout.ErrorCode(err), err.Error())
 		return
 	}
+	if len(subs) == 0 {
+		// The cursor says that every topic ended: a browser that
+		// reconnects after the end gets 204, which makes EventSource
+		// stop for good.
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	sess, err := h.hub.NewSession(principal)
 	if err != nil {
 		h.refuse(w, err)
@@ -134,8 +152,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s := &stream{h: h, w: w, rc: http.NewResponseController(w), sess: sess, cur: topics, snapshot: snapshot}
-	code := s.run(ctx, r.ProtoMajor == 1 && r.ProtoMinor == 1)
-	sess.Close(code, "")
+	code, reason := s.run(ctx, r.ProtoMajor == 1 && r.ProtoMinor == 1)
+	sess.Close(code, reason)
 }
 
 // canFlush reports whether w, or a ResponseWriter it wraps, can flush, as
@@ -196,8 +214,12 @@ func (h *Handler) parse(r *http.Request) (*cursorState, []fanout.SubscribeReques
 			continue
 		}
 		seen[t] = true
+		i := cur.index[t]
+		if cur.ended[i] {
+			continue // it delivered its final message: nothing follows
+		}
 		req := fanout.SubscribeRequest{Topic: t, Snapshot: snapshot}
-		if i := cur.index[t]; cur.set[i] {
+		if cur.set[i] {
 			p := cur.pos[i]
 			req.Since, req.Snapshot = &p, false
 		}
@@ -241,9 +263,18 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Write(append(b, '\n'))
 }
 
-// run writes the stream until the session ends or the client goes away,
-// and returns the code to close the session with.
-func (s *stream) run(ctx context.Context, http11 bool) fanout.CloseCode {
+// endReason is the reason of the close event that ends a stream whose
+// topics all delivered their final message.
+const endReason = "topic ended"
+
+// topicEnded is the close frame of a stream whose topics all ended: the
+// client has nothing more to wait for, so it must not reconnect.
+var topicEnded = fanout.Frame{Type: fanout.FrameClose, Close: &fanout.CloseFrame{Code: fanout.CloseNormal, Reason: endReason}}
+
+// run writes the stream until the session ends, every topic of the stream
+// delivered its final message, or the client goes away, and returns the
+// code and reason to close the session with.
+func (s *stream) run(ctx context.Context, http11 bool) (fanout.CloseCode, string) {
 	hd := s.w.Header()
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("Cache-Control", "no-cache")
@@ -269,30 +300,42 @@ func (s *stream) run(ctx context.Context, http11 bool) fanout.CloseCode {
 		frames, err = s.sess.Next(wait.ctx, frames)
 		if err != nil {
 			if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-				return fanout.CloseGoingAway
+				return fanout.CloseGoingAway, ""
 			}
 			// The heartbeat deadline passed.
 			if now := time.Now(); now.Sub(lastWrite) >= hb {
 				s.buf = append(s.buf, ": heartbeat\n\n"...)
 				if !s.flush() {
-					return fanout.CloseGoingAway
+					return fanout.CloseGoingAway, ""
 				}
 				lastWrite = now
 			}
 			wait.reset(ctx, lastWrite.Add(hb))
 			continue
 		}
-		closed := false
+		closed, ended := false, false
 		for _, f := range frames {
-			s.frame(f)
-			closed = closed || f.Type == fanout.FrameClose
+			if closed = f.Type == fanout.FrameClose; closed {
+				s.frame(f)
+				break
+			}
+			if ended = s.frame(f); ended {
+				// The last open topic delivered its final message: the
+				// rest of the batch can only be what its topics
+				// published after their end.
+				s.frame(topicEnded)
+				break
+			}
 		}
 		clear(frames) // drop the references to messages
 		if !s.flush() {
-			return fanout.CloseGoingAway
+			return fanout.CloseGoingAway, ""
 		}
-		if closed {
-			return fanout.CloseNormal // the session's own code was set first
+		switch {
+		case closed:
+			return fanout.CloseNormal, "" // the session's own code was set first
+		case ended:
+			return fanout.CloseNormal, endReason
 		}
 		lastWrite = time.Now()
 	}
@@ -312,14 +355,24 @@ func (d *deadline) reset(parent context.Context, t time.Time) {
 	d.ctx, d.cancel = context.WithDeadline(parent, t)
 }
 
-// frame appends one event, writing out the buffer when it grows large.
-func (s *stream) frame(f fanout.Frame) {
+// frame appends one event, writing out the buffer when it grows large. It
+// reports whether the event ended the stream's last open topic: a message
+// published [fanout.WithFinal], or a snapshot that holds one. Messages and
+// snapshots of a topic that ended are left out.
+func (s *stream) frame(f fanout.Frame) (ended bool) {
 	b := s.buf
 	switch f.Type {
 	case fanout.FrameMessage:
 		m := f.Message
 		if i, ok := s.cur.index[m.Topic]; ok {
+			if s.cur.ended[i] {
+				return false
+			}
 			s.cur.setPos(i, m.Position)
+			if m.Final() {
+				s.cur.end(i)
+				ended = s.cur.open == 0
+			}
 		}
 		b = append(b, "event: msg\nid: "...)
 		b = s.cur.appendCursor(b)
@@ -340,7 +393,14 @@ func (s *stream) frame(f fanout.Frame) {
 		b = appendData(b, wire.AppendFrame(nil, f))
 	case fanout.FrameSnapshot:
 		if i, ok := s.cur.index[f.Snapshot.Topic]; ok {
+			if s.cur.ended[i] {
+				return false
+			}
 			s.cur.setPos(i, f.Snapshot.Position)
+			if slices.ContainsFunc(f.Snapshot.Items, (*fanout.Message).Final) {
+				s.cur.end(i)
+				ended = s.cur.open == 0
+			}
 		}
 		b = append(b, "event: snapshot\nid: "...)
 		b = s.cur.appendCursor(b)
@@ -354,6 +414,7 @@ func (s *stream) frame(f fanout.Frame) {
 	if len(s.buf) >= writeChunk {
 		s.write()
 	}
+	return ended
 }
 
 // appendData appends data as data lines and ends the event. The JSON

@@ -29,31 +29,30 @@ form.addEventListener('submit', async (ev) => {
 });
 
 // follow subscribes to the saga's topic: first its snapshot (the current
-// state of every step), then every update in order. The saga's final update
-// ends the stream: the page closes its connection.
+// state of every step), then every update in order. The saga publishes its
+// final update with fanout.WithFinal, which ends the subscription (onEnd,
+// live or in the snapshot of a late page). Over SSE the server then ends the
+// stream and the client does not reconnect it; a WebSocket carries any
+// number of topics, so the page closes it.
 function follow(view, topic, transport) {
   let client = null;
   let ended = false;
-  const end = () => {
-    if (ended) return;
-    ended = true;
-    view.ended();
-    // The callback may run while connect() is still constructing.
-    queueMicrotask(() => client.close());
-  };
   client = connect(transport === 'websocket' ? '/ws' : '/events', {
     transport,
-    onStatus: (s) => { if (!ended) view.status(s); },
+    onStatus: (s) => {
+      if (!ended) view.status(s);
+      else if (s.state === 'disconnected') view.closed(s);
+    },
     topics: [{
       topic,
       snapshot: true,
-      onSnapshot: (snap) => {
-        view.snapshot(snap);
-        if (snap.items.some((m) => m.data && m.data.final)) end();
-      },
-      onMessage: (msg) => {
-        view.apply(msg, 'live');
-        if (msg.data && msg.data.final) end();
+      onSnapshot: (snap) => view.snapshot(snap),
+      onMessage: (msg) => view.apply(msg, 'live'),
+      onEnd: () => {
+        ended = true;
+        view.ended();
+        // The callback may run while connect() is still constructing.
+        if (transport === 'websocket') queueMicrotask(() => client.close());
       },
       onError: (err) => view.error(err),
     }],
@@ -133,9 +132,21 @@ class BookingView {
       : `${s.state}${s.retryIn != null ? `, retrying in ${Math.round(s.retryIn / 100) / 10}s` : ''}`;
   }
 
+  // ended: the final update came; the stream closes next.
   ended() {
+    this.el.dataset.saga = 'ended';
+    this.connEl.textContent = 'the saga ended';
+  }
+
+  // closed: the stream closed after the end, by the server (SSE: 1000
+  // 'topic ended') or by the page.
+  closed(s) {
+    const byServer = s.reason === 'topic ended';
     this.el.dataset.stream = 'ended';
-    this.connEl.textContent = 'the saga ended: stream closed';
+    this.el.dataset.closedBy = byServer ? 'server' : 'page';
+    this.connEl.textContent = byServer
+      ? 'the saga ended: the server closed the stream'
+      : 'the saga ended: stream closed';
   }
 
   error(err) {

@@ -79,9 +79,13 @@ type Options struct {
 
 // Follow follows the saga of topic over a gRPC Subscribe stream and
 // returns its final update. It asks for the topic's snapshot first (the
-// current state of every step), then prints every update in order, and
-// ends the stream itself when it sees the final update: the saga publishes
-// nothing after it.
+// current state of every step), then prints every update in order, until
+// the final update, live or in the snapshot. The saga publishes it with
+// fanout.WithFinal, so the server ends the stream right after it: a close
+// frame 1000 "topic ended" in the same Frames message, then the end of the
+// call (io.EOF); Follow prints that the server ended the stream. It stops
+// at the final update all the same: from a server that does not end the
+// stream, it cancels the call itself.
 //
 // When the stream breaks (the server drains, the connection drops), Follow
 // subscribes again with since set to the last position it received, so it
@@ -150,7 +154,7 @@ type stream struct {
 // progressed says whether it received anything.
 func (f *stream) subscribe(ctx context.Context, c fanoutv1.SubscribeServiceClient) (final Update, progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the stream: the saga is over, or the stream broke
+	defer cancel() // ends a stream that the server did not end
 	sub := &fanoutv1.Subscription{Topic: f.topic, Since: f.pos, Snapshot: f.pos == nil}
 	st, err := c.Subscribe(ctx, &fanoutv1.SubscribeRequest{Subscriptions: []*fanoutv1.Subscription{sub}})
 	if err != nil {
@@ -164,7 +168,8 @@ func (f *stream) subscribe(ctx context.Context, c fanoutv1.SubscribeServiceClien
 			}
 			return Update{}, progressed, err
 		}
-		for _, fr := range batch.Frames {
+		for i, fr := range batch.Frames {
+			var u Update
 			switch x := fr.Frame.(type) {
 			case *fanoutv1.Frame_Reply:
 				if e := x.Reply.Error; e != nil {
@@ -177,29 +182,45 @@ func (f *stream) subscribe(ctx context.Context, c fanoutv1.SubscribeServiceClien
 				progressed = true
 				f.pos = x.Snapshot.Position
 				for _, m := range x.Snapshot.Items {
-					u, err := f.print(m, "snapshot")
+					s, err := f.print(m, "snapshot")
 					if err != nil {
 						return Update{}, progressed, err
 					}
-					if u.Final {
-						return u, progressed, nil
+					if s.Final {
+						u = s
 					}
 				}
 			case *fanoutv1.Frame_Message:
 				progressed = true
 				m := x.Message
 				f.pos = &fanoutv1.Position{Epoch: m.Epoch, Seq: m.Seq}
-				u, err := f.print(m, "")
-				if err != nil {
+				if u, err = f.print(m, ""); err != nil {
 					return Update{}, progressed, err
-				}
-				if u.Final {
-					return u, progressed, nil
 				}
 			case *fanoutv1.Frame_Close:
 				// The call's status follows and says what to do.
 			}
+			if u.Final {
+				f.end(st, batch.Frames[i+1:])
+				return u, progressed, nil
+			}
 		}
+	}
+}
+
+// end notes how the stream of a saga that reached its final update ends:
+// the server ends it with a close frame right after the final update, in
+// the same Frames message, and then the call.
+func (f *stream) end(st fanoutv1.SubscribeService_SubscribeClient, rest []*fanoutv1.Frame) {
+	for _, fr := range rest {
+		c := fr.GetClose()
+		if c == nil {
+			continue
+		}
+		if _, err := st.Recv(); errors.Is(err, io.EOF) {
+			fmt.Fprintf(f.out, "the server ended the stream (%d %s)\n", c.Code, c.Reason)
+		}
+		return
 	}
 }
 
