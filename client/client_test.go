@@ -15,6 +15,7 @@ import (
 	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/backplane/memory"
 	"github.com/gofanout/fanout/client"
+	"github.com/gofanout/fanout/internal/testenv"
 )
 
 func TestSubscribeReceivesInOrder(t *testing.T) {
@@ -140,7 +141,7 @@ func TestCutsCostNothing(t *testing.T) {
 	t.Parallel()
 	const topics, n = 3, 1500
 	srv := newServer(t, &fanout.HubOptions{Backplane: memory.New(&memory.Options{HistorySize: topics * n}).Node()})
-	px := newProxy(t, srv.addr)
+	px := testenv.NewProxy(t, srv.addr)
 	st := newStatuses()
 	o := options(t, nil)
 	var connects atomic.Int64
@@ -152,7 +153,7 @@ func TestCutsCostNothing(t *testing.T) {
 			st.record(s)
 		}
 	}
-	c := dial(t, px.url(), o)
+	c := dial(t, wsURL(px), o)
 	subs := make([]*client.Subscription, topics)
 	for i := range subs {
 		subs[i] = subscribe(t, c, fmt.Sprintf("t%d", i), nil)
@@ -189,7 +190,7 @@ func TestCutsCostNothing(t *testing.T) {
 				srv.publish(t, fmt.Sprintf("t%d", k), strconv.Itoa(i))
 			}
 			if i == cutAt {
-				px.cut()
+				px.Cut()
 				cutAt += 1 + rand.IntN(100)
 			}
 		}
@@ -222,7 +223,7 @@ func TestCutsCostNothing(t *testing.T) {
 				cond.Broadcast()
 				mu.Unlock()
 				if i == cutAt {
-					px.cut()
+					px.Cut()
 					cutAt += 1 + rand.IntN(100)
 				}
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/client"
+	"github.com/gofanout/fanout/internal/testenv"
 )
 
 func TestCloseEndsEverything(t *testing.T) {
@@ -61,13 +62,13 @@ func TestCloseEndsEverything(t *testing.T) {
 func TestCloseWhileReconnecting(t *testing.T) {
 	t.Parallel()
 	srv := newServer(t, &fanout.HubOptions{Authorize: allowPublish})
-	px := newProxy(t, srv.addr)
+	px := testenv.NewProxy(t, srv.addr)
 	st := newStatuses()
 	o := options(t, st)
 	o.BackoffMin, o.BackoffMax = time.Hour, time.Hour
-	c := dial(t, px.url(), o)
-	px.setDown(true)
-	px.cut()
+	c := dial(t, wsURL(px), o)
+	px.Refuse()
+	px.Cut()
 	st.waitFor(t, client.StatusDisconnected)
 
 	ctx := context.Background()
@@ -95,11 +96,11 @@ func TestCloseWhileReconnecting(t *testing.T) {
 func TestSubscribeWaitsForConnection(t *testing.T) {
 	t.Parallel()
 	srv := newServer(t, &fanout.HubOptions{Authorize: allowPublish})
-	px := newProxy(t, srv.addr)
+	px := testenv.NewProxy(t, srv.addr)
 	st := newStatuses()
-	c := dial(t, px.url(), options(t, st))
-	px.setDown(true)
-	px.cut()
+	c := dial(t, wsURL(px), options(t, st))
+	px.Refuse()
+	px.Cut()
 	st.waitFor(t, client.StatusDisconnected)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -123,7 +124,7 @@ func TestSubscribeWaitsForConnection(t *testing.T) {
 		_, err := c.Publish(ctx, "y", []byte("1"), "")
 		published <- err
 	}()
-	px.setDown(false)
+	px.Resume()
 	r := <-subbed
 	if r.err != nil {
 		t.Fatal(r.err)
@@ -142,14 +143,14 @@ func TestSubscribeWaitsForConnection(t *testing.T) {
 func TestPingDetectsStalledConnection(t *testing.T) {
 	t.Parallel()
 	srv := newServer(t, nil)
-	px := newProxy(t, srv.addr)
+	px := testenv.NewProxy(t, srv.addr)
 	st := newStatuses()
 	o := options(t, st)
 	o.PingInterval, o.PingTimeout = 20*time.Millisecond, 200*time.Millisecond
-	c := dial(t, px.url(), o)
+	c := dial(t, wsURL(px), o)
 	s := subscribe(t, c, "x", nil)
 	st.waitFor(t, client.StatusConnected)
-	px.freeze()
+	px.Stall()
 	srv.publish(t, "x", "lost in the stall")
 	if got := st.waitFor(t, client.StatusDisconnected); got.Err == nil || !strings.Contains(got.Err.Error(), "ping") || got.Code != 0 {
 		t.Errorf("got %+v, want a ping timeout", got)

@@ -3,16 +3,14 @@ package client_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/client"
+	"github.com/gofanout/fanout/internal/testenv"
 	fws "github.com/gofanout/fanout/transport/websocket"
 )
 
@@ -30,32 +28,7 @@ func newServer(t testing.TB, ho *fanout.HubOptions) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := fws.New(hub, nil)
-	var (
-		mu     sync.Mutex // guards closed and the Add of handlers
-		closed bool
-		wg     sync.WaitGroup // running handlers
-	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		if closed {
-			mu.Unlock()
-			http.Error(w, "closed", http.StatusServiceUnavailable)
-			return
-		}
-		wg.Add(1)
-		mu.Unlock()
-		defer wg.Done()
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		mu.Lock()
-		closed = true
-		mu.Unlock()
-		hub.Close()
-		wg.Wait()
-		srv.Close()
-	})
+	srv := testenv.NewServer(t, fws.New(hub, nil), &testenv.ServerOptions{Stop: func() { hub.Close() }})
 	return &server{hub: hub, addr: strings.TrimPrefix(srv.URL, "http://")}
 }
 
@@ -68,135 +41,8 @@ func (s *server) publish(t testing.TB, topic, data string, opts ...fanout.Publis
 	return p
 }
 
-// proxy is a loopback TCP proxy in front of servers, which a test can cut
-// (close every connection through it), take down (close every new
-// connection at once) and point at another server.
-type proxy struct {
-	ln net.Listener
-	wg sync.WaitGroup // the accept loop and the pipes
-
-	mu     sync.Mutex // guards target, down, conns, frozen and accepted
-	target string
-	down   bool
-	conns  map[net.Conn]struct{}
-	frozen map[net.Conn]bool // connections whose data is dropped
-	// accepted counts the connections taken, cut or refused.
-	accepted int
-}
-
-func newProxy(t testing.TB, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, conns: make(map[net.Conn]struct{}), frozen: make(map[net.Conn]bool)}
-	p.wg.Add(1)
-	go p.acceptLoop()
-	t.Cleanup(func() {
-		ln.Close()
-		p.setDown(true)
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-// url is the WebSocket URL through the proxy.
-func (p *proxy) url() string { return "ws://" + p.ln.Addr().String() + "/" }
-
-func (p *proxy) acceptLoop() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		p.accepted++
-		down, target := p.down, p.target
-		p.mu.Unlock()
-		if down {
-			c.Close()
-			continue
-		}
-		s, err := net.Dial("tcp", target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.down { // taken down meanwhile
-			p.mu.Unlock()
-			c.Close()
-			s.Close()
-			continue
-		}
-		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, s)
-		go p.pipe(s, c)
-	}
-}
-
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		p.mu.Lock()
-		frozen := p.frozen[src]
-		p.mu.Unlock()
-		if n > 0 && !frozen {
-			if _, err := dst.Write(buf[:n]); err != nil {
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	dst.Close()
-	src.Close()
-	p.mu.Lock()
-	delete(p.conns, dst)
-	delete(p.conns, src)
-	delete(p.frozen, dst)
-	delete(p.frozen, src)
-	p.mu.Unlock()
-}
-
-// cut closes every connection through the proxy.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		c.Close()
-	}
-}
-
-// freeze silently drops whatever the current connections carry, as a
-// network that stalls without closing anything.
-func (p *proxy) freeze() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		p.frozen[c] = true
-	}
-}
-
-func (p *proxy) setDown(down bool) {
-	p.mu.Lock()
-	p.down = down
-	p.mu.Unlock()
-}
-
-func (p *proxy) setTarget(addr string) {
-	p.mu.Lock()
-	p.target = addr
-	p.mu.Unlock()
-}
+// wsURL is the WebSocket URL through the proxy.
+func wsURL(px *testenv.Proxy) string { return "ws://" + px.Addr() + "/" }
 
 // statuses records a client's statuses.
 type statuses struct {

@@ -11,6 +11,7 @@ import (
 	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/backplane/memory"
 	"github.com/gofanout/fanout/client"
+	"github.com/gofanout/fanout/internal/testenv"
 )
 
 // TestSlowReaderLosesNothing publishes far more than the subscription's
@@ -56,9 +57,9 @@ func TestSlowReaderLosesNothing(t *testing.T) {
 func TestLongCutResets(t *testing.T) {
 	t.Parallel()
 	srv := newServer(t, &fanout.HubOptions{Backplane: memory.New(&memory.Options{HistorySize: 4}).Node()})
-	px := newProxy(t, srv.addr)
+	px := testenv.NewProxy(t, srv.addr)
 	st := newStatuses()
-	c := dial(t, px.url(), options(t, st))
+	c := dial(t, wsURL(px), options(t, st))
 	s := subscribe(t, c, "saga", &client.SubscribeOptions{Snapshot: true})
 	if ev := next(t, s); ev.Kind != client.EventSnapshot || len(ev.Snapshot) != 0 {
 		t.Fatalf("got %v with %d items, want an empty snapshot", ev.Kind, len(ev.Snapshot))
@@ -68,15 +69,15 @@ func TestLongCutResets(t *testing.T) {
 		t.Fatalf("got %v, want %v", ev.Position, seen)
 	}
 
-	px.setDown(true)
-	px.cut()
+	px.Refuse()
+	px.Cut()
 	st.waitFor(t, client.StatusDisconnected)
 	srv.publish(t, "saga", "hotel booked", fanout.WithKey("hotel"))
 	for range 5 {
 		srv.publish(t, "saga", "car pending", fanout.WithKey("car"))
 	}
 	last := srv.publish(t, "saga", "hotel failed", fanout.WithKey("hotel"))
-	px.setDown(false)
+	px.Resume()
 
 	if got := st.waitFor(t, client.StatusResumed); got.Recovered {
 		t.Errorf("got a recovered resume, want recovered=false")
@@ -113,8 +114,8 @@ func TestEpochChangeResets(t *testing.T) {
 	t.Parallel()
 	a := newServer(t, nil)
 	b := newServer(t, nil)
-	px := newProxy(t, a.addr)
-	c := dial(t, px.url(), options(t, nil))
+	px := testenv.NewProxy(t, a.addr)
+	c := dial(t, wsURL(px), options(t, nil))
 	s := subscribe(t, c, "x", nil)
 	old := a.publish(t, "x", "1")
 	if ev := next(t, s); ev.Position != old {
@@ -122,8 +123,8 @@ func TestEpochChangeResets(t *testing.T) {
 	}
 	b.publish(t, "x", "b1", fanout.WithKey("k"))
 	now := b.publish(t, "x", "b2")
-	px.setTarget(b.addr)
-	px.cut()
+	px.SetTarget(b.addr)
+	px.Cut()
 	if ev := next(t, s); ev.Kind != client.EventReset || ev.Position != old {
 		t.Fatalf("got %v at %v, want a reset after %v", ev.Kind, ev.Position, old)
 	}
@@ -144,11 +145,11 @@ func TestShutdownReconnectsAtOnce(t *testing.T) {
 	broker := memory.New(nil)
 	a := newServer(t, &fanout.HubOptions{Backplane: broker.Node()})
 	b := newServer(t, &fanout.HubOptions{Backplane: broker.Node()})
-	px := newProxy(t, a.addr)
+	px := testenv.NewProxy(t, a.addr)
 	st := newStatuses()
 	o := options(t, st)
 	o.BackoffMin, o.BackoffMax = time.Hour, time.Hour // a backoff would hang the test
-	c := dial(t, px.url(), o)
+	c := dial(t, wsURL(px), o)
 	s := subscribe(t, c, "x", nil)
 	for i := 1; i <= 3; i++ {
 		b.publish(t, "x", strconv.Itoa(i))
@@ -158,7 +159,7 @@ func TestShutdownReconnectsAtOnce(t *testing.T) {
 			t.Fatalf("got %v, want seq %d", ev.Position, i)
 		}
 	}
-	px.setTarget(b.addr)
+	px.SetTarget(b.addr)
 	if err := a.hub.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +203,7 @@ func TestTokenRefreshedOnReconnect(t *testing.T) {
 	var valid atomic.Pointer[string]
 	valid.Store(ptr("t1"))
 	srv := tokenServer(t, &valid)
-	px := newProxy(t, srv.addr)
+	px := testenv.NewProxy(t, srv.addr)
 	tokens := make(chan string, 10)
 	tokens <- "t1"
 	st := newStatuses()
@@ -215,14 +216,14 @@ func TestTokenRefreshedOnReconnect(t *testing.T) {
 			return "", ctx.Err()
 		}
 	}
-	c := dial(t, px.url(), o)
+	c := dial(t, wsURL(px), o)
 	s := subscribe(t, c, "x", nil)
 	st.waitFor(t, client.StatusConnected)
 
 	valid.Store(ptr("t2"))
 	tokens <- "t1" // stale: refused
 	tokens <- "t2"
-	px.cut()
+	px.Cut()
 	st.waitFor(t, client.StatusDisconnected) // the cut
 	if got := st.waitFor(t, client.StatusDisconnected); got.Code != fanout.CloseUnauthorized {
 		t.Errorf("got %+v, want unauthorized", got)
@@ -244,7 +245,7 @@ func TestUnauthorizedStops(t *testing.T) {
 	var valid atomic.Pointer[string]
 	valid.Store(ptr("good"))
 	srv := tokenServer(t, &valid)
-	px := newProxy(t, srv.addr)
+	px := testenv.NewProxy(t, srv.addr)
 	var calls atomic.Int64
 	st := newStatuses()
 	o := options(t, st)
@@ -252,10 +253,10 @@ func TestUnauthorizedStops(t *testing.T) {
 		calls.Add(1)
 		return "good", nil
 	}
-	c := dial(t, px.url(), o)
+	c := dial(t, wsURL(px), o)
 	s := subscribe(t, c, "x", nil)
 	valid.Store(ptr("revoked"))
-	px.cut()
+	px.Cut()
 
 	err := nextErr(t, s)
 	var ce *client.CloseError
@@ -284,28 +285,24 @@ func TestUnauthorizedWithoutTokenStops(t *testing.T) {
 	var valid atomic.Pointer[string]
 	valid.Store(ptr("good"))
 	srv := tokenServer(t, &valid)
-	px := newProxy(t, srv.addr)
+	px := testenv.NewProxy(t, srv.addr)
 
 	var ce *client.CloseError
-	if _, err := client.Dial(context.Background(), px.url(), options(t, nil)); !errors.As(err, &ce) || ce.Code != fanout.CloseUnauthorized {
+	if _, err := client.Dial(context.Background(), wsURL(px), options(t, nil)); !errors.As(err, &ce) || ce.Code != fanout.CloseUnauthorized {
 		t.Errorf("dial without token: got %v, want a CloseError 4002", err)
 	}
 
 	o := options(t, nil)
 	o.HTTPHeader = map[string][]string{"Authorization": {"Bearer good"}}
-	c := dial(t, px.url(), o)
+	c := dial(t, wsURL(px), o)
 	s := subscribe(t, c, "x", nil)
 	valid.Store(ptr("revoked"))
-	px.mu.Lock()
-	before := px.accepted
-	px.mu.Unlock()
-	px.cut()
+	before := px.Accepted()
+	px.Cut()
 	if err := nextErr(t, s); !errors.As(err, &ce) || ce.Code != fanout.CloseUnauthorized {
 		t.Fatalf("got %v, want a CloseError 4002", err)
 	}
-	px.mu.Lock()
-	attempts := px.accepted - before
-	px.mu.Unlock()
+	attempts := px.Accepted() - before
 	if attempts != 1 {
 		t.Errorf("got %d attempts after the cut, want 1", attempts)
 	}

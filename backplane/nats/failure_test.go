@@ -24,8 +24,7 @@ import (
 func TestConnectionCut(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, &fnats.Options{HistorySize: 100000})
-	px := newProxy(t, c.url)
-	ncA := c.conn(px.URL(), nats.ReconnectWait(10*time.Millisecond), nats.MaxReconnects(-1), nats.ReconnectJitter(0, 0))
+	px, ncA := c.proxied()
 	status := ncA.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED)
 	hubs := []*fanout.Hub{newHub(t, c.nodeOn(ncA), nil), newHub(t, c.node(), nil), newHub(t, c.node(), nil)}
 	topics := []string{"cut.a", "cut.b", "cut.c"}
@@ -183,6 +182,7 @@ func TestConnectionCut(t *testing.T) {
 	}
 	waitPublished(0, 100)
 
+	px.Refuse()
 	px.Cut()
 	waitStatus("down", func(s nats.Status) bool { return s != nats.CONNECTED })
 	t.Logf("cut after %d, %d, %d publishes", okCount[0].Load(), okCount[1].Load(), okCount[2].Load())
@@ -216,7 +216,7 @@ func TestConnectionCut(t *testing.T) {
 	if unavailable.Load() == 0 {
 		t.Fatal("the cut hub's publisher never got fanout.ErrUnavailable")
 	}
-	px.Restore()
+	px.Resume()
 	close(restored)
 	waitStatus("up", func(s nats.Status) bool { return s == nats.CONNECTED })
 
@@ -268,8 +268,7 @@ func TestConnectionCut(t *testing.T) {
 func TestResyncBeforeFirstMessage(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, nil)
-	px := newProxy(t, c.url)
-	nc := c.conn(px.URL(), nats.ReconnectWait(10*time.Millisecond), nats.MaxReconnects(-1), nats.ReconnectJitter(0, 0))
+	px, nc := c.proxied()
 	status := nc.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED)
 	a, b := newHub(t, c.nodeOn(nc), nil), newHub(t, c.node(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -293,6 +292,7 @@ func TestResyncBeforeFirstMessage(t *testing.T) {
 			}
 		}
 	}
+	px.Refuse()
 	px.Cut()
 	wait(false)
 	for i := 1; i <= 3; i++ {
@@ -300,7 +300,7 @@ func TestResyncBeforeFirstMessage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	px.Restore()
+	px.Resume()
 	wait(true)
 	var got []uint64
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -68,6 +70,23 @@ func (c *cluster) conn(url string, opts ...nats.Option) *nats.Conn {
 	c.conns = append(c.conns, nc)
 	c.mu.Unlock()
 	return nc
+}
+
+// proxied opens a connection to NATS through a proxy that the test can cut
+// and refuse: the connection retries every 10ms, forever, until it is back.
+func (c *cluster) proxied() (*testenv.Proxy, *nats.Conn) {
+	c.t.Helper()
+	u, err := url.Parse(c.url)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "4222")
+	}
+	px := testenv.NewProxy(c.t, host)
+	nc := c.conn("nats://"+px.Addr(), nats.ReconnectWait(10*time.Millisecond), nats.MaxReconnects(-1), nats.ReconnectJitter(0, 0))
+	return px, nc
 }
 
 // node returns a new, unopened node on a connection of its own.

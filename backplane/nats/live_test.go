@@ -124,8 +124,7 @@ func TestSlowNodeResyncs(t *testing.T) {
 func TestUnavailable(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, nil)
-	px := newProxy(t, c.url)
-	nc := c.conn(px.URL(), nats.ReconnectWait(10*time.Millisecond), nats.MaxReconnects(-1), nats.ReconnectJitter(0, 0))
+	px, nc := c.proxied()
 	status := nc.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED)
 	n := c.nodeOn(nc)
 	if err := n.Open(discard{}); err != nil {
@@ -148,6 +147,7 @@ func TestUnavailable(t *testing.T) {
 			}
 		}
 	}
+	px.Refuse()
 	px.Cut()
 	wait(false)
 	check := func(what string, err error) {
@@ -163,7 +163,7 @@ func TestUnavailable(t *testing.T) {
 	check("history", err)
 	_, err = n.Snapshot(ctx, "un.a")
 	check("snapshot", err)
-	px.Restore()
+	px.Resume()
 	wait(true)
 	if p, err := n.Publish(ctx, msg(), ""); err != nil || p.Seq != 2 {
 		t.Fatalf("publish after reconnect: got %v, %v; want Seq 2", p, err)

@@ -30,7 +30,7 @@ func (c *resyncCounter) Observe(e fanout.Event) {
 // failureEnv is a cluster of two hubs on Redis: one reaches Redis through a
 // proxy the test controls, the other directly.
 type failureEnv struct {
-	px       *proxy
+	px       *testenv.Proxy
 	direct   *goredis.Client
 	prefix   string
 	cut, ok  *fanout.Hub
@@ -45,7 +45,7 @@ type failureEnv struct {
 func newFailureEnv(t *testing.T) *failureEnv {
 	addr := testenv.Redis(t)
 	e := &failureEnv{
-		px:       newProxy(t, addr),
+		px:       testenv.NewProxy(t, addr),
 		observer: new(resyncCounter),
 		topics:   []string{"failure-0", "failure-1", "failure-2"},
 		progress: make(chan struct{}, 1),
@@ -53,7 +53,7 @@ func newFailureEnv(t *testing.T) *failureEnv {
 	e.direct = newClient(t, nil)
 	e.prefix = uniquePrefix(t, e.direct)
 	viaProxy := newClient(t, &goredis.Options{
-		Addr:        e.px.addr(),
+		Addr:        e.px.Addr(),
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
 	})
 	opts := &fanoutredis.Options{Prefix: e.prefix, HistorySize: 100000, PingInterval: 250 * time.Millisecond}
@@ -207,7 +207,8 @@ func TestConnectionCut(t *testing.T) {
 	pubOK := e.publish(e.ok, func(err error) { okErrs.set(err) })
 	e.waitUntil(t, "publishing on both hubs", func() bool { return pubCut.ok.Load() >= 100 && pubOK.ok.Load() >= 100 })
 
-	e.px.setCut(true)
+	e.px.Refuse()
+	e.px.Cut()
 	failedBefore, okBefore := pubCut.failed.Load(), pubOK.ok.Load()
 	e.waitUntil(t, "failed publishes on the cut hub while the other goes on", func() bool {
 		return pubCut.failed.Load() >= failedBefore+5 && pubOK.ok.Load() >= okBefore+300
@@ -246,7 +247,7 @@ func TestConnectionCut(t *testing.T) {
 	}
 	failedDuringCut := pubCut.failed.Load() - failedBefore
 	want, sums := stored(t, e.direct, e.prefix, e.topics)
-	e.px.setCut(false)
+	e.px.Resume()
 	for _, s := range subs {
 		s.waitFor(t, want)
 	}
@@ -288,7 +289,7 @@ func TestSilentConnection(t *testing.T) {
 	var pubErr firstError
 	pub := e.publish(e.ok, func(err error) { pubErr.set(err) })
 	e.waitUntil(t, "publishing", func() bool { return pub.ok.Load() >= 100 })
-	e.px.stall()
+	e.px.Stall()
 	before := pub.ok.Load()
 	e.waitUntil(t, "publishing while the other hub's connections are silent", func() bool { return pub.ok.Load() >= before+300 })
 	pub.halt()
@@ -313,14 +314,15 @@ func TestResyncOfNewTopic(t *testing.T) {
 	t.Parallel()
 	e := newFailureEnv(t)
 	s, _, _ := e.subscribe(t, "subscriber", e.cut)
-	e.px.setCut(true)
+	e.px.Refuse()
+	e.px.Cut()
 	for _, tp := range e.topics {
 		if _, err := e.ok.Publish(context.Background(), tp, []byte("first")); err != nil {
 			t.Fatalf("publish: %v", err)
 		}
 	}
 	want, sums := stored(t, e.direct, e.prefix, e.topics)
-	e.px.setCut(false)
+	e.px.Resume()
 	s.waitFor(t, want)
 	checkDigests(t, []*subscriber{s}, sums)
 }

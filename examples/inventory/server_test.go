@@ -9,9 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/testenv"
 )
 
 // testServer is the example on a loopback HTTP server.
@@ -39,30 +38,8 @@ func newTestServer(t *testing.T, cfg config) *testServer {
 	if err := s.seed(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var (
-		mu       sync.Mutex // guards closed and the Add of handlers
-		closed   bool
-		handlers sync.WaitGroup
-	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		if closed {
-			mu.Unlock()
-			http.Error(w, "closed", http.StatusServiceUnavailable)
-			return
-		}
-		handlers.Add(1)
-		mu.Unlock()
-		defer handlers.Done()
-		s.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		mu.Lock()
-		closed = true
-		mu.Unlock()
-		s.hub.Close() // ends the WebSocket and SSE handlers
-		handlers.Wait()
-		srv.Close()
+	srv := testenv.NewServer(t, s, &testenv.ServerOptions{
+		Stop: func() { s.hub.Close() }, // ends the WebSocket and SSE handlers
 	})
 	return &testServer{server: s, url: srv.URL}
 }

@@ -1,4 +1,7 @@
-// Package testenv finds the servers that integration tests run against.
+// Package testenv finds the servers that integration tests run against, and
+// serves and breaks loopback connections for tests: [NewServer] serves an
+// HTTP handler and waits for its handlers at cleanup, [NewProxy] forwards TCP
+// connections that a test can cut, refuse or stall.
 //
 // Tests that need Redis or NATS call [Redis] or [NATS] first. When the server
 // is not reachable, the test is skipped with a message saying how to run it,

@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/testenv"
 	fws "github.com/gofanout/fanout/transport/websocket"
 )
 
@@ -49,37 +49,11 @@ func newServerListener(t testing.TB, ho *fanout.HubOptions, o *fws.Options, wrap
 		t.Fatal(err)
 	}
 	s.hub = hub
-	h := fws.New(hub, o)
-	var (
-		mu     sync.Mutex // guards closed and the Add of handlers
-		closed bool
-		wg     sync.WaitGroup // running handlers
-	)
-	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		if closed {
-			mu.Unlock()
-			http.Error(w, "closed", http.StatusServiceUnavailable)
-			return
-		}
-		wg.Add(1)
-		mu.Unlock()
-		defer wg.Done()
-		h.ServeHTTP(w, r)
-	}))
-	if wrap != nil {
-		s.srv.Listener = wrap(s.srv.Listener)
-	}
-	s.srv.Start()
-	s.url = "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/"
-	t.Cleanup(func() {
-		mu.Lock()
-		closed = true
-		mu.Unlock()
-		hub.Close()
-		wg.Wait()
-		s.srv.Close()
+	s.srv = testenv.NewServer(t, fws.New(hub, o), &testenv.ServerOptions{
+		Stop:     func() { hub.Close() },
+		Listener: wrap,
 	})
+	s.url = "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/"
 	return s
 }
 
