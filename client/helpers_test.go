@@ -53,6 +53,7 @@ func newServer(t testing.TB, ho *fanout.HubOptions) *server {
 		closed = true
 		mu.Unlock()
 		hub.Close()
+		h.Close()
 		wg.Wait()
 		srv.Close()
 	})

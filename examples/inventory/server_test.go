@@ -60,7 +60,8 @@ func newTestServer(t *testing.T, cfg config) *testServer {
 		mu.Lock()
 		closed = true
 		mu.Unlock()
-		s.hub.Close() // ends the WebSocket and SSE handlers
+		s.hub.Close() // ends the WebSocket and SSE connections
+		s.ws.Close()
 		handlers.Wait()
 		srv.Close()
 	})

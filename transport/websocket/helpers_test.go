@@ -77,6 +77,7 @@ func newServerListener(t testing.TB, ho *fanout.HubOptions, o *fws.Options, wrap
 		closed = true
 		mu.Unlock()
 		hub.Close()
+		h.Close()
 		wg.Wait()
 		s.srv.Close()
 	})
