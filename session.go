@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -93,6 +94,7 @@ type Session struct {
 
 	notify chan struct{} // capacity 1: there is something for Next
 	done   chan struct{} // closed when closing is set
+	ready  atomic.Pointer[func()]
 }
 
 // subscription is one session's interest in one topic.
@@ -363,6 +365,23 @@ func (s *Session) Next(ctx context.Context, buf []Frame) ([]Frame, error) {
 	}
 }
 
+// Notify sets f to be called whenever the session gets something for Next
+// while its queue was empty: a frame queued into an empty queue, or the
+// session closing. It lets a transport run its writer only while there is
+// something to write, instead of blocking in Next: after Next with a done
+// context returned no frame, f is called before Next has frames again.
+// Call Next once after Notify, for what was queued before it. f is called
+// without the session's lock but possibly under the hub's own locks: it
+// must return at once (start a goroutine, signal a channel) and must not
+// call the session. Notify(nil) removes f.
+func (s *Session) Notify(f func()) {
+	if f == nil {
+		s.ready.Store(nil)
+		return
+	}
+	s.ready.Store(&f)
+}
+
 // Close closes the session with code and reason: it queues nothing more,
 // its writer gets the close frame next (after the queued frames when code is
 // [CloseShutdown]), and it leaves all its topics. The first code given wins.
@@ -429,6 +448,9 @@ func (s *Session) signal() {
 	select {
 	case s.notify <- struct{}{}:
 	default:
+	}
+	if f := s.ready.Load(); f != nil {
+		(*f)()
 	}
 }
 

@@ -236,3 +236,46 @@ func TestResumeLongerThanQueue(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionNotify checks that Notify's callback comes when frames are
+// queued into an empty queue and when the session closes.
+func TestSessionNotify(t *testing.T) {
+	t.Parallel()
+	hub, err := fanout.NewHub(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hub.Close() })
+	s, err := hub.NewSession(fanout.Principal{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{}, 16)
+	s.Notify(func() { ready <- struct{}{} })
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if fs, err := s.Next(done, nil); len(fs) != 0 || err == nil {
+		t.Fatalf("got %d frames (%v), want none", len(fs), err)
+	}
+	s.Reply(fanout.Reply{ID: "a"})
+	if got := len(ready); got != 1 {
+		t.Fatalf("got %d notifications after a reply, want 1", got)
+	}
+	<-ready
+	if fs, _ := s.Next(done, nil); len(fs) != 1 || fs[0].Reply.ID != "a" {
+		t.Fatalf("got %v, want the reply", fs)
+	}
+	s.Close(fanout.CloseNormal, "")
+	if got := len(ready); got != 1 {
+		t.Fatalf("got %d notifications after close, want 1", got)
+	}
+	<-ready
+	if fs, _ := s.Next(done, nil); len(fs) != 1 || fs[0].Type != fanout.FrameClose {
+		t.Fatalf("got %v, want the close frame", fs)
+	}
+	s.Notify(nil)
+	s.Reply(fanout.Reply{ID: "b"})
+	if got := len(ready); got != 0 {
+		t.Fatalf("got %d notifications after Notify(nil), want 0", got)
+	}
+}

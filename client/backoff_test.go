@@ -171,7 +171,9 @@ func newBubbleHub(t *testing.T, o *fanout.HubOptions) (*fanout.Hub, http.Handler
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h, fws.New(h, &fws.Options{PingInterval: -1})
+	ws := fws.New(h, &fws.Options{PingInterval: -1})
+	t.Cleanup(func() { ws.Close() })
+	return h, ws
 }
 
 // TestReconnectBackoffTiming checks on a fake clock that reconnect

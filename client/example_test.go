@@ -18,8 +18,10 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := httptest.NewServer(websocket.New(hub, nil))
+	h := websocket.New(hub, nil)
+	srv := httptest.NewServer(h)
 	defer srv.Close()
+	defer h.Close()
 	defer hub.Close()
 	ctx := context.Background()
 	hub.Publish(ctx, "stock:42", []byte(`{"qty":5}`), fanout.WithKey("qty"))

@@ -28,7 +28,8 @@ func newServer(t testing.TB, ho *fanout.HubOptions) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := testenv.NewServer(t, fws.New(hub, nil), &testenv.ServerOptions{Stop: func() { hub.Close() }})
+	h := fws.New(hub, nil)
+	srv := testenv.NewServer(t, h, &testenv.ServerOptions{Stop: func() { hub.Close(); h.Close() }})
 	return &server{hub: hub, addr: strings.TrimPrefix(srv.URL, "http://")}
 }
 

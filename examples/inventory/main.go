@@ -55,6 +55,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	defer srv.ws.Close()
 	defer srv.hub.Close()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -91,6 +92,7 @@ func run() error {
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()
 	herr := srv.hub.Shutdown(sctx)
+	srv.ws.Close() // waits for the WebSocket connections the hub ended
 	serr := hs.Shutdown(sctx)
 	wg.Wait()
 	if errors.Is(err, http.ErrServerClosed) {

@@ -45,6 +45,7 @@ const maxEventBytes = 64 << 10
 // stock it last published per product. It is safe for concurrent use.
 type server struct {
 	hub     *fanout.Hub
+	ws      *websocket.Handler // owns the WebSocket connections
 	cfg     config
 	mux     *http.ServeMux
 	catalog []product
@@ -103,7 +104,8 @@ func newServer(cfg config) (*server, error) {
 	s.mux.HandleFunc("GET /api/products", s.handleProducts)
 	s.mux.HandleFunc("POST /events", s.handleEvent)
 	s.mux.Handle("POST /publish", fanout.NewPublishHandler(hub, nil))
-	s.mux.Handle("GET /ws", websocket.New(hub, nil))
+	s.ws = websocket.New(hub, nil)
+	s.mux.Handle("GET /ws", s.ws)
 	s.mux.Handle("GET /sse", sse.New(hub, nil))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	return s, nil

@@ -39,7 +39,7 @@ func newTestServer(t *testing.T, cfg config) *testServer {
 		t.Fatal(err)
 	}
 	srv := testenv.NewServer(t, s, &testenv.ServerOptions{
-		Stop: func() { s.hub.Close() }, // ends the WebSocket and SSE handlers
+		Stop: func() { s.hub.Close(); s.ws.Close() }, // ends the WebSocket and SSE connections
 	})
 	return &testServer{server: s, url: srv.URL}
 }

@@ -50,6 +50,7 @@ type Server struct {
 	cfg    Config
 	hub    *fanout.Hub
 	engine *Engine
+	ws     *websocket.Handler
 	mux    *http.ServeMux
 	grpc   *grpc.Server
 	ready  atomic.Bool
@@ -82,7 +83,8 @@ func NewServer(cfg *Config) (*Server, error) {
 	s.mux.Handle("/", http.FileServerFS(static))
 	s.mux.Handle("/bookings", s.engine)
 	s.mux.Handle("/events", sse.New(hub, nil))
-	s.mux.Handle("/ws", websocket.New(hub, nil))
+	s.ws = websocket.New(hub, nil)
+	s.mux.Handle("/ws", s.ws)
 	s.mux.Handle("/fanout.js", js.Handler())
 	s.mux.HandleFunc("/healthz", s.healthz)
 
@@ -165,6 +167,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cfg.Logger.Warn("sagas interrupted", "err", err)
 	}
 	err := s.hub.Shutdown(ctx)
+	s.ws.Close() // waits for the WebSocket connections, which the hub ended
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -184,6 +187,7 @@ func (s *Server) Close() error {
 	s.ready.Store(false)
 	s.engine.Close()
 	err := s.hub.Close()
+	s.ws.Close()
 	s.grpc.Stop()
 	return err
 }

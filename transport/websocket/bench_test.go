@@ -172,7 +172,9 @@ func startClients(b *testing.B, s *server, mode string, conns, msgs int) (*exec.
 
 // BenchmarkIdleConnections opens idle connections (each subscribed to one
 // topic) from a client process and reports the server's memory per
-// connection: Go heap plus goroutine stacks, after garbage collection.
+// connection: Go heap plus goroutine stacks, after garbage collection. An
+// idle connection has one goroutine, its reader: the writer and pings run
+// only when there is something to do.
 func BenchmarkIdleConnections(b *testing.B) {
 	n := *idleConns
 	if *idleProfile != "" {

@@ -23,8 +23,10 @@ import (
 
 func TestConformance(t *testing.T) {
 	transporttest.Run(t, func(t *testing.T, hub *fanout.Hub) transporttest.Transport {
-		srv := httptest.NewServer(fws.New(hub, nil))
+		h := fws.New(hub, nil)
+		srv := httptest.NewServer(h)
 		t.Cleanup(func() {
+			h.Close()
 			srv.CloseClientConnections()
 			srv.Close()
 		})

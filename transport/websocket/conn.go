@@ -17,41 +17,126 @@ import (
 	"github.com/gofanout/fanout/internal/wire"
 )
 
-// conn is one served connection: the request's goroutine reads commands,
-// one writer goroutine writes what the session queues.
+// conn is one served connection: a goroutine of its own reads commands,
+// and a writer runs while the session has frames to write.
 type conn struct {
 	h    *Handler
 	sess *fanout.Session
 	ws   *websocket.Conn
 
 	// ctx bounds the commands in progress; the writer cancels it when it
-	// ends, so that a command blocked on the backplane gives up.
+	// ends the connection, so that a command blocked on the backplane
+	// gives up.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	wg sync.WaitGroup // the writer, and the ping in flight if any
-	// pingDone is closed when the last ping started has ended.
-	pingDone atomic.Pointer[chan struct{}]
+	// writer is the writer's state: writerIdle, writerRunning, writerDirty
+	// or writerDone.
+	writer atomic.Int32
+	// wrote is closed when the writer has ended the connection.
+	wrote chan struct{}
+
+	mu      sync.Mutex    // guards the fields below, and orders wg.Add before wg.Wait
+	ended   bool          // the reader waits for wg: nothing may start
+	pinger  *time.Timer   // fires when a ping is due; nil without pings
+	pinging chan struct{} // closed when the ping in flight has ended; nil when none is
+
+	wg sync.WaitGroup // the writer and the ping in flight, if any
+
 	// writeDeadline is the deadline of the write in progress, in Unix
 	// nanoseconds, or 0.
 	writeDeadline atomic.Int64
-
-	// wait is the writer's buffer while it waits for the session: one frame,
-	// so that an idle connection holds no batch buffer.
-	wait [1]fanout.Frame
 }
 
-// serve runs the connection and returns when its goroutines have ended.
-func serve(h *Handler, sess *fanout.Session, ws *websocket.Conn) {
-	c := &conn{h: h, sess: sess, ws: ws}
+// States of conn.writer. A writer runs only while the session has frames:
+// wake starts one when there is none, or marks the running one dirty so
+// that it looks at the session again before it stops. So exactly one
+// writer runs at a time, and frames are written in order.
+const (
+	writerIdle int32 = iota
+	writerRunning
+	writerDirty
+	writerDone // the connection is ended: no writer starts again
+)
+
+func newConn(h *Handler, sess *fanout.Session, ws *websocket.Conn) *conn {
+	c := &conn{h: h, sess: sess, ws: ws, wrote: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.wg.Add(1)
-	go c.writeLoop()
+	return c
+}
+
+// serve reads commands until the connection ends, waits for the
+// connection's other goroutines and releases it.
+func (c *conn) serve() {
+	defer c.h.done(c)
+	c.sess.Notify(c.wake)
+	c.wake() // for what was queued before Notify
+	if d := c.h.opts.PingInterval; d > 0 {
+		c.mu.Lock()
+		c.pinger = time.AfterFunc(d, c.ping)
+		c.mu.Unlock()
+	}
 	c.readLoop()
+	// The reader closed the session on every path: the writer writes the
+	// close frame, or has ended the connection already.
+	<-c.wrote
+	c.mu.Lock()
+	c.ended = true
+	c.mu.Unlock()
+	if c.pinger != nil {
+		c.pinger.Stop()
+	}
 	c.wg.Wait()
-	c.cancel()
-	ws.CloseNow()
-	sess.Close(fanout.CloseGoingAway, "")
+	c.sess.Notify(nil)
+	c.ws.CloseNow()
+	c.sess.Close(fanout.CloseGoingAway, "")
+}
+
+// wake makes sure that a writer looks at the session's queue. The session
+// calls it when it gets frames or closes; it does not block.
+func (c *conn) wake() {
+	for {
+		switch c.writer.Load() {
+		case writerIdle:
+			if c.writer.CompareAndSwap(writerIdle, writerRunning) {
+				c.wg.Add(1)
+				go c.writeLoop()
+				return
+			}
+		case writerRunning:
+			if c.writer.CompareAndSwap(writerRunning, writerDirty) {
+				return
+			}
+		default: // dirty already, or done
+			return
+		}
+	}
+}
+
+// writeLoop writes the session's frames until the queue is empty, or until
+// the close frame.
+func (c *conn) writeLoop() {
+	defer c.wg.Done()
+	for {
+		c.writer.Store(writerRunning) // looks at the queue from here on
+		for {
+			wrote, ok := c.writeBatch()
+			if !ok {
+				c.writer.Store(writerDone)
+				c.cancel()
+				c.ws.CloseNow() // already closed on every path; ends the reader for sure
+				close(c.wrote)
+				return
+			}
+			if !wrote {
+				break
+			}
+		}
+		// The queue was empty: stop, unless wake came meanwhile.
+		if c.writer.CompareAndSwap(writerRunning, writerIdle) {
+			return
+		}
+	}
 }
 
 // Buffers shared by the writers of all connections: a connection holds them
@@ -144,8 +229,11 @@ func (c *conn) readFailed(err error) {
 		// Closed on this side. When a ping or a write timed out, the
 		// library closed the connection, and the ping's goroutine or the
 		// writer closes the session with the right code: let them.
-		if p := c.pingDone.Load(); p != nil {
-			<-*p
+		c.mu.Lock()
+		p := c.pinging
+		c.mu.Unlock()
+		if p != nil {
+			<-p
 		}
 		if d := c.writeDeadline.Load(); d != 0 && time.Now().UnixNano() >= d {
 			c.sess.Close(fanout.CloseSlowConsumer, writeTimedOut)
@@ -207,84 +295,61 @@ func (c *conn) run(cmd wire.Command) error {
 	return fmt.Errorf("%w: unknown command type %q", fanout.ErrBadRequest, cmd.Type)
 }
 
-// writeLoop writes the session's frames until the close frame, and pings
-// when a ping is due.
-func (c *conn) writeLoop() {
-	defer c.wg.Done()
-	defer c.cancel()
-	defer c.ws.CloseNow() // already closed on every path; ends the reader for sure
-	wait, stop := c.pingTimer()
-	defer func() { stop() }()
-	for {
-		fs, err := c.sess.Next(wait, c.wait[:0])
-		if errors.Is(err, fanout.ErrClosed) {
-			return
-		}
-		if err != nil { // a ping is due
-			stop()
-			c.ping()
-			wait, stop = c.pingTimer()
-			continue
-		}
-		if !c.writeBatch(fs[0]) {
-			return
-		}
-	}
-}
-
-// pingTimer returns the context the writer waits with: it ends when the
-// next ping is due. One context serves every wait until then, so that a busy
-// connection does not allocate a timer per batch.
-func (c *conn) pingTimer() (context.Context, context.CancelFunc) {
-	if c.h.opts.PingInterval < 0 {
-		return context.Background(), func() {}
-	}
-	return context.WithTimeout(context.Background(), c.h.opts.PingInterval)
-}
-
-// ping sends a ping and closes the session with CloseTimeout when no pong
-// comes back in time. It waits for the pong in a goroutine of its own, so
-// that writes go on meanwhile; that goroutine lives only while a ping is in
-// flight.
+// ping runs when a ping is due: it sends a ping, and closes the session
+// with CloseTimeout when no pong comes back in time. It runs in the timer's
+// goroutine, which lives only while a ping is in flight.
 func (c *conn) ping() {
-	if p := c.pingDone.Load(); p != nil {
-		select {
-		case <-*p:
-		default:
-			return // the previous ping is still waiting
-		}
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return
+	}
+	c.pinger.Reset(c.h.opts.PingInterval)
+	if c.pinging != nil {
+		c.mu.Unlock()
+		return // the previous ping is still waiting
 	}
 	done := make(chan struct{})
-	c.pingDone.Store(&done)
+	c.pinging = done
 	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer close(done)
-		ctx, cancel := context.WithTimeout(context.Background(), c.h.opts.PingTimeout)
-		err := c.ws.Ping(ctx)
-		cancel()
-		// A ping whose write or pong timed out; when the write timed out,
-		// the library has closed the connection, and the reader waits for
-		// this verdict before it blames the connection.
-		if errors.Is(err, context.DeadlineExceeded) {
-			c.sess.Close(fanout.CloseTimeout, "no answer to ping")
-		}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.pinging = nil
+		c.mu.Unlock()
+		close(done)
+		c.wg.Done()
 	}()
+	ctx, cancel := context.WithTimeout(context.Background(), c.h.opts.PingTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	// A ping whose write or pong timed out; when the write timed out, the
+	// library has closed the connection, and the reader waits for this
+	// verdict before it blames the connection.
+	if errors.Is(err, context.DeadlineExceeded) {
+		c.sess.Close(fanout.CloseTimeout, "no answer to ping")
+	}
 }
 
-// writeBatch writes first and whatever else is queued (up to maxBatch
-// frames) in one text message, or in several when they exceed maxMessage
-// bytes. It reports false when the connection is done.
-func (c *conn) writeBatch(first fanout.Frame) bool {
+// writeBatch writes what the session has queued (up to maxBatch frames) in
+// one text message, or in several when they exceed maxMessage bytes. It
+// reports whether there was anything to write, and false for ok when the
+// connection is done.
+func (c *conn) writeBatch() (wrote, ok bool) {
 	fp := framePool.Get().(*[]fanout.Frame)
-	batch := append((*fp)[:0], first)
-	if first.Type != fanout.FrameClose {
-		more, _ := c.sess.Next(nonBlocking, batch[1:1:cap(batch)])
-		batch = batch[:1+len(more)]
+	batch, err := c.sess.Next(nonBlocking, (*fp)[:0:maxBatch])
+	if n := len(batch); n > 0 && n < maxBatch && batch[n-1].Type != fanout.FrameClose {
+		// Whatever came meanwhile, up to the close frame, goes along.
+		more, _ := c.sess.Next(nonBlocking, batch[n:n:maxBatch])
+		batch = batch[:n+len(more)]
+	}
+	if len(batch) == 0 {
+		*fp = batch
+		framePool.Put(fp)
+		return false, !errors.Is(err, fanout.ErrClosed)
 	}
 	p := bufPool.Get().(*[]byte)
 	b := (*p)[:0]
-	var err error
 	for i, f := range batch {
 		if len(b) >= maxMessage {
 			// A large batch goes out in several messages, so that the
@@ -310,7 +375,7 @@ func (c *conn) writeBatch(first fanout.Frame) bool {
 
 	if last.Type == fanout.FrameClose {
 		c.ws.Close(websocket.StatusCode(last.Close.Code), truncate(last.Close.Reason, maxCloseReason))
-		return false
+		return true, false
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -320,9 +385,9 @@ func (c *conn) writeBatch(first fanout.Frame) bool {
 			c.sess.Close(fanout.CloseGoingAway, "write failed")
 		}
 		c.ws.CloseNow()
-		return false
+		return true, false
 	}
-	return true
+	return true, true
 }
 
 // write writes b as one text message.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -22,19 +23,21 @@ import (
 // fake time.
 type pipeTransport struct {
 	h    http.Handler
-	done chan struct{} // closed when ServeHTTP returns
+	done chan struct{} // closed when the server closes the connection
 }
 
 func (p *pipeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	cc, sc := net.Pipe()
-	w := &pipeWriter{ResponseRecorder: httptest.NewRecorder(), conn: sc, hijacked: make(chan struct{})}
+	w := &pipeWriter{ResponseRecorder: httptest.NewRecorder(), conn: &closeConn{Conn: sc, closed: p.done}, hijacked: make(chan struct{})}
+	served := make(chan struct{})
 	go func() {
-		defer close(p.done)
+		defer close(served)
 		p.h.ServeHTTP(w, r)
 	}()
+	<-served
 	select {
 	case <-w.hijacked:
-	case <-p.done:
+	default:
 		cc.Close()
 		sc.Close()
 	}
@@ -56,9 +59,21 @@ func (w *pipeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return w.conn, bufio.NewReadWriter(bufio.NewReader(w.conn), bufio.NewWriter(w.conn)), nil
 }
 
+// closeConn closes closed when the connection is closed.
+type closeConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *closeConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
 // pipeDial connects a client to h over a pipe. done is closed when the
-// handler returns.
-func pipeDial(t *testing.T, h http.Handler, opts *websocket.DialOptions) (c *websocket.Conn, done chan struct{}) {
+// server closes the connection. The test's cleanup closes h.
+func pipeDial(t *testing.T, h *fws.Handler, opts *websocket.DialOptions) (c *websocket.Conn, done chan struct{}) {
 	t.Helper()
 	p := &pipeTransport{h: h, done: make(chan struct{})}
 	var o websocket.DialOptions
@@ -82,6 +97,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 		}
 		defer hub.Close()
 		h := fws.New(hub, &fws.Options{PingInterval: 10 * time.Second, PingTimeout: 5 * time.Second})
+		defer h.Close()
 		c, done := pipeDial(t, h, nil)
 		defer c.CloseNow()
 		start := time.Now()
@@ -105,6 +121,7 @@ func TestHeartbeatAnswered(t *testing.T) {
 		}
 		defer hub.Close()
 		h := fws.New(hub, &fws.Options{PingInterval: 10 * time.Second, PingTimeout: 5 * time.Second})
+		defer h.Close()
 		var pings atomic.Int64
 		c, done := pipeDial(t, h, &websocket.DialOptions{
 			OnPingReceived: func(context.Context, []byte) bool { pings.Add(1); return true },
@@ -145,6 +162,7 @@ func TestPingsDisabled(t *testing.T) {
 		}
 		defer hub.Close()
 		h := fws.New(hub, &fws.Options{PingInterval: -1})
+		defer h.Close()
 		c, done := pipeDial(t, h, nil)
 		// A client that never reads stays connected: nothing is sent to it.
 		time.Sleep(time.Hour)
@@ -167,6 +185,7 @@ func TestHeartbeatPongMissing(t *testing.T) {
 		}
 		defer hub.Close()
 		h := fws.New(hub, &fws.Options{PingInterval: 10 * time.Second, PingTimeout: 5 * time.Second})
+		defer h.Close()
 		// The client reads, but does not answer pings.
 		c, done := pipeDial(t, h, &websocket.DialOptions{
 			OnPingReceived: func(context.Context, []byte) bool { return false },
@@ -199,6 +218,7 @@ func TestWriteTimeout(t *testing.T) {
 		}
 		defer hub.Close()
 		h := fws.New(hub, &fws.Options{WriteTimeout: 3 * time.Second})
+		defer h.Close()
 		c, done := pipeDial(t, h, nil)
 		defer c.CloseNow()
 		// The client sends a command but never reads its reply.

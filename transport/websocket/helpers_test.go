@@ -49,8 +49,9 @@ func newServerListener(t testing.TB, ho *fanout.HubOptions, o *fws.Options, wrap
 		t.Fatal(err)
 	}
 	s.hub = hub
-	s.srv = testenv.NewServer(t, fws.New(hub, o), &testenv.ServerOptions{
-		Stop:     func() { hub.Close() },
+	h := fws.New(hub, o)
+	s.srv = testenv.NewServer(t, h, &testenv.ServerOptions{
+		Stop:     func() { hub.Close(); h.Close() },
 		Listener: wrap,
 	})
 	s.url = "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/"
