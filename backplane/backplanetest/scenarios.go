@@ -84,7 +84,7 @@ func testGlobalPositions(t *testing.T, s *suite) {
 					epochs[p.Epoch] = true
 					mu.Unlock()
 					if dup {
-						errs <- fmt.Errorf("Seq %d handed out twice: for %s and %s", p.Seq, prev, data)
+						errs <- fmt.Errorf("seq %d handed out twice: for %s and %s", p.Seq, prev, data)
 						return
 					}
 				}
