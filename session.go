@@ -78,23 +78,29 @@ type SubscribeRequest struct {
 // writer that takes frames with [Session.Next], and calls [Session.Close]
 // when the connection ends. All methods are safe for concurrent use.
 type Session struct {
+	// The first 128 bytes hold what every delivery touches, and the struct
+	// is padded to 256 bytes so that it starts on a cache line: at 10,000
+	// sessions per message, every extra cache miss per delivery shows.
+	mu      sync.Mutex // guards queue, closing and the fields after done
+	queue   frameQueue
+	closing *CloseFrame // set once; no frames are queued afterwards
+
+	notify chan struct{} // capacity 1: there is something for Next
+	ready  atomic.Pointer[func()]
+	done   chan struct{} // closed when closing is set
+
 	hub       *Hub
 	id        uint64
 	principal Principal
 
-	mu         sync.Mutex // guards everything below
-	queue      frameQueue
 	subs       map[string]*subscription
-	closing    *CloseFrame // set once; no frames are queued afterwards
-	drain      bool        // write the queue before the close frame
+	drain      bool // write the queue before the close frame
 	closeSent  bool
 	released   bool
 	tokens     float64
 	lastRefill time.Time
 
-	notify chan struct{} // capacity 1: there is something for Next
-	done   chan struct{} // closed when closing is set
-	ready  atomic.Pointer[func()]
+	_ [64]byte // to 256 bytes
 }
 
 // subscription is one session's interest in one topic.
@@ -357,10 +363,14 @@ func (s *Session) Next(ctx context.Context, buf []Frame) ([]Frame, error) {
 			return append(buf, Frame{Type: FrameClose, Close: s.closing}), nil
 		}
 		s.mu.Unlock()
-		select {
-		case <-s.notify:
-		case <-ctx.Done():
-			return buf, ctx.Err()
+		if done := ctx.Done(); done == nil {
+			<-s.notify // a plain receive parks and wakes faster than a select
+		} else {
+			select {
+			case <-s.notify:
+			case <-done:
+				return buf, ctx.Err()
+			}
 		}
 	}
 }
@@ -576,6 +586,7 @@ func (q *frameQueue) pushEntry(e queued) {
 
 func (q *frameQueue) pop(dst []Frame, max int) []Frame {
 	mask := len(q.buf) - 1
+	popped := len(dst)
 	for q.n > 0 && len(dst) < max {
 		e := &q.buf[q.head]
 		if e.msg != nil {
@@ -593,8 +604,11 @@ func (q *frameQueue) pop(dst []Frame, max int) []Frame {
 	}
 	if q.n == 0 {
 		q.head, q.counted, q.bytes = 0, 0, 0
-		if len(q.buf) > 256 {
-			q.buf = nil // give a burst's memory back
+		if len(q.buf) > 256 && len(dst)-popped < len(q.buf)/8 {
+			// The burst that grew the ring is over: give its memory back.
+			// A ring that still fills up is kept, so that steady traffic
+			// does not grow and drop it again and again.
+			q.buf = nil
 		}
 	}
 	return dst
