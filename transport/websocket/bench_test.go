@@ -174,7 +174,8 @@ func startClients(b *testing.B, s *server, mode string, conns, msgs int) (*exec.
 // topic) from a client process and reports the server's memory per
 // connection: Go heap plus goroutine stacks, after garbage collection. An
 // idle connection has one goroutine, its reader: the writer and pings run
-// only when there is something to do.
+// only when there is something to do (the writer lingers for 100ms after
+// its last frame, which the benchmark waits out).
 func BenchmarkIdleConnections(b *testing.B) {
 	n := *idleConns
 	if *idleProfile != "" {
@@ -191,6 +192,14 @@ func BenchmarkIdleConnections(b *testing.B) {
 		g0 := runtime.NumGoroutine()
 
 		cmd, _, stdin := startClients(b, s, "idle", n, 0)
+		// Writers linger briefly after their last frame (the subscribe
+		// replies): wait until only the readers are left.
+		for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > g0+n; {
+			if time.Now().After(deadline) {
+				b.Fatalf("got %d goroutines, want at most %d: writers did not end", runtime.NumGoroutine(), g0+n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		// Collect until stacks have shrunk to what idle goroutines use.
 		for range 5 {
 			runtime.GC()

@@ -30,9 +30,15 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// writer is the writer's state: writerIdle, writerRunning, writerDirty
-	// or writerDone.
+	// writer is the writer's state: writerIdle, writerRunning, writerDirty,
+	// writerLingering or writerDone.
 	writer atomic.Int32
+	// kick wakes a lingering writer; wake sends once per move from
+	// writerLingering to writerRunning, and the writer takes it.
+	kick chan struct{}
+	// linger times a writer's wait for more frames; only the writer uses
+	// it. Nil until the first wait.
+	linger *time.Timer
 	// wrote is closed when the writer has ended the connection.
 	wrote chan struct{}
 
@@ -48,19 +54,26 @@ type conn struct {
 	writeDeadline atomic.Int64
 }
 
-// States of conn.writer. A writer runs only while the session has frames:
-// wake starts one when there is none, or marks the running one dirty so
-// that it looks at the session again before it stops. So exactly one
-// writer runs at a time, and frames are written in order.
+// States of conn.writer. A writer runs only while the session has frames,
+// and lingers for writerLinger after the queue empties, so that a busy
+// connection keeps one writer instead of starting one per message: wake
+// starts one when there is none, marks the running one dirty so that it
+// looks at the session again before it stops, or kicks the lingering one.
+// So exactly one writer runs at a time, and frames are written in order.
 const (
 	writerIdle int32 = iota
 	writerRunning
 	writerDirty
-	writerDone // the connection is ended: no writer starts again
+	writerLingering // the queue was empty; the writer waits for a kick
+	writerDone      // the connection is ended: no writer starts again
 )
 
+// writerLinger is how long a writer waits for more frames before it ends.
+// An idle connection costs no writer goroutine after that.
+const writerLinger = 100 * time.Millisecond
+
 func newConn(h *Handler, sess *fanout.Session, ws *websocket.Conn) *conn {
-	c := &conn{h: h, sess: sess, ws: ws, wrote: make(chan struct{})}
+	c := &conn{h: h, sess: sess, ws: ws, wrote: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
@@ -107,6 +120,11 @@ func (c *conn) wake() {
 			if c.writer.CompareAndSwap(writerRunning, writerDirty) {
 				return
 			}
+		case writerLingering:
+			if c.writer.CompareAndSwap(writerLingering, writerRunning) {
+				c.kick <- struct{}{} // never blocks: the writer took the last one
+				return
+			}
 		default: // dirty already, or done
 			return
 		}
@@ -132,10 +150,33 @@ func (c *conn) writeLoop() {
 				break
 			}
 		}
-		// The queue was empty: stop, unless wake came meanwhile.
-		if c.writer.CompareAndSwap(writerRunning, writerIdle) {
+		// The queue was empty: wait a little for more, unless wake came
+		// meanwhile.
+		if c.writer.CompareAndSwap(writerRunning, writerLingering) && !c.lingerForMore() {
 			return
 		}
+	}
+}
+
+// lingerForMore waits up to writerLinger for wake. It reports true when
+// wake came (the state is writerRunning again), and false when the writer
+// went idle and must end.
+func (c *conn) lingerForMore() bool {
+	if c.linger == nil {
+		c.linger = time.NewTimer(writerLinger)
+	} else {
+		c.linger.Reset(writerLinger)
+	}
+	select {
+	case <-c.kick:
+		c.linger.Stop()
+		return true
+	case <-c.linger.C:
+		if c.writer.CompareAndSwap(writerLingering, writerIdle) {
+			return false
+		}
+		<-c.kick // wake moved the state on and sends the kick
+		return true
 	}
 }
 
