@@ -2,8 +2,6 @@ package client_test
 
 import (
 	"context"
-	"errors"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/backplane/memory"
 	"github.com/gofanout/fanout/client"
+	"github.com/gofanout/fanout/internal/testenv"
 	fws "github.com/gofanout/fanout/transport/websocket"
 )
 
@@ -52,89 +51,21 @@ func TestBackoffFullJitter(t *testing.T) {
 	}
 }
 
-// pipeNet is an in-memory network for tests in a synctest bubble, where a
-// loopback socket would keep the fake clock from advancing. Its server is
-// the real WebSocket transport in a real http.Server.
-type pipeNet struct {
-	accept chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-
-	mu    sync.Mutex // guards down and conns
-	down  bool
-	conns []net.Conn
-}
-
-func newPipeNet() *pipeNet {
-	return &pipeNet{accept: make(chan net.Conn), closed: make(chan struct{})}
-}
-
-func (p *pipeNet) Accept() (net.Conn, error) {
-	select {
-	case c := <-p.accept:
-		return c, nil
-	case <-p.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (p *pipeNet) Close() error {
-	p.once.Do(func() { close(p.closed) })
-	return nil
-}
-
-func (p *pipeNet) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
-
-var errRefused = errors.New("connection refused")
-
-func (p *pipeNet) dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	p.mu.Lock()
-	if p.down {
-		p.mu.Unlock()
-		return nil, errRefused
-	}
-	c, s := net.Pipe()
-	p.conns = append(p.conns, c, s)
-	p.mu.Unlock()
-	select {
-	case p.accept <- s:
-		return c, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-p.closed:
-		return nil, errRefused
-	}
-}
-
-// cut closes every connection; setDown makes new ones fail.
-func (p *pipeNet) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *pipeNet) setDown(down bool) {
-	p.mu.Lock()
-	p.down = down
-	p.mu.Unlock()
-}
-
 // stamped is a status and the (fake) time it was reported.
 type stamped struct {
 	client.Status
 	at time.Time
 }
 
-// bubbleServer serves handler on a pipeNet and returns the client options
-// to reach it. Everything is closed by the returned function.
-func bubbleServer(t *testing.T, handler http.Handler) (*pipeNet, *client.Options, func() []stamped, func()) {
-	pn := newPipeNet()
+// bubbleServer serves handler in a real http.Server on an in-memory pipe
+// (a loopback socket would keep the fake clock of a synctest bubble from
+// advancing) and returns the client options to reach it. Everything is
+// closed by the returned function.
+func bubbleServer(t *testing.T, handler http.Handler) (*testenv.Pipe, *client.Options, func() []stamped, func()) {
+	pn := testenv.NewPipe()
 	srv := &http.Server{Handler: handler}
 	go srv.Serve(pn)
-	tr := &http.Transport{DialContext: pn.dial}
+	tr := &http.Transport{DialContext: pn.Dial}
 	var (
 		mu  sync.Mutex
 		log []stamped
@@ -197,8 +128,8 @@ func TestReconnectBackoffTiming(t *testing.T) {
 		}
 		statuses()
 
-		pn.setDown(true)
-		pn.cut()
+		pn.SetDown(true)
+		pn.Cut()
 		time.Sleep(2 * time.Minute)
 		log := statuses()
 		attempts := 0
@@ -228,7 +159,7 @@ func TestReconnectBackoffTiming(t *testing.T) {
 			t.Errorf("got %d attempts in 2 minutes, want at least 10 (8s at most apart)", attempts)
 		}
 
-		pn.setDown(false)
+		pn.SetDown(false)
 		time.Sleep(o.BackoffMax)
 		log = statuses()
 		if len(log) < 3 || log[len(log)-2].Kind != client.StatusConnected || log[len(log)-1].Kind != client.StatusResumed {
@@ -243,7 +174,7 @@ func TestReconnectBackoffTiming(t *testing.T) {
 
 		// A connection that lasted HealthyAfter resets the backoff.
 		time.Sleep(o.HealthyAfter)
-		pn.cut()
+		pn.Cut()
 		time.Sleep(o.BackoffMin)
 		log = statuses()
 		if len(log) < 3 || log[0].Kind != client.StatusDisconnected || log[0].Retry > o.BackoffMin || log[1].Attempt != 1 || log[2].Kind != client.StatusConnected {

@@ -3,62 +3,15 @@ package sse_test
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/testenv"
 	"github.com/gofanout/fanout/transport/sse"
 )
-
-// pipeListener hands the server the far ends of in-memory connections, so
-// that a real http.Server and http.Client run inside a synctest bubble
-// (whose fake clock needs every goroutine blocked on something it sees).
-type pipeListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newPipeListener() *pipeListener {
-	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
-
-func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	server, client := net.Pipe()
-	select {
-	case l.conns <- server:
-		return client, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-type pipeAddr struct{}
-
-func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "pipe" }
 
 func TestHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -67,7 +20,9 @@ func TestHeartbeat(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer hub.Close()
-		l := newPipeListener()
+		// A real http.Server and http.Client over an in-memory pipe: a
+		// loopback socket would keep the fake clock from advancing.
+		l := testenv.NewPipe()
 		srv := &http.Server{Handler: sse.New(hub, &sse.Options{HeartbeatInterval: 10 * time.Second})}
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(l) }()
@@ -75,7 +30,7 @@ func TestHeartbeat(t *testing.T) {
 			srv.Close()
 			<-served
 		}()
-		tr := &http.Transport{DialContext: l.dial}
+		tr := &http.Transport{DialContext: l.Dial}
 		defer tr.CloseIdleConnections()
 
 		req, _ := http.NewRequest(http.MethodGet, "http://pipe/?topic=hb", nil)

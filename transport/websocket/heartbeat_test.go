@@ -1,12 +1,9 @@
 package websocket_test
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -15,77 +12,43 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/testenv"
 	fws "github.com/gofanout/fanout/transport/websocket"
 )
 
-// pipeTransport serves each request with h over an in-memory net.Pipe, so
-// that a test inside a synctest bubble runs the real handler and client with
-// fake time.
-type pipeTransport struct {
-	h    http.Handler
-	done chan struct{} // closed when the server closes the connection
-}
-
-func (p *pipeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	cc, sc := net.Pipe()
-	w := &pipeWriter{ResponseRecorder: httptest.NewRecorder(), conn: &closeConn{Conn: sc, closed: p.done}, hijacked: make(chan struct{})}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		p.h.ServeHTTP(w, r)
-	}()
-	<-served
-	select {
-	case <-w.hijacked:
-	default:
-		cc.Close()
-		sc.Close()
-	}
-	resp := w.Result()
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		resp.Body = cc
-	}
-	return resp, nil
-}
-
-type pipeWriter struct {
-	*httptest.ResponseRecorder
-	conn     net.Conn
-	hijacked chan struct{}
-}
-
-func (w *pipeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	defer close(w.hijacked)
-	return w.conn, bufio.NewReadWriter(bufio.NewReader(w.conn), bufio.NewWriter(w.conn)), nil
-}
-
-// closeConn closes closed when the connection is closed.
-type closeConn struct {
-	net.Conn
-	once   sync.Once
-	closed chan struct{}
-}
-
-func (c *closeConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return c.Conn.Close()
-}
-
-// pipeDial connects a client to h over a pipe. done is closed when the
-// server closes the connection. The test's cleanup closes h.
-func pipeDial(t *testing.T, h *fws.Handler, opts *websocket.DialOptions) (c *websocket.Conn, done chan struct{}) {
+// pipeDial connects a client to h, served by a real http.Server over an
+// in-memory pipe, so that a test inside a synctest bubble runs the real
+// handler and client with fake time. done is closed when the server closes
+// the connection. The test closes h; its cleanup closes the server.
+func pipeDial(t *testing.T, h *fws.Handler, opts *websocket.DialOptions) (c *websocket.Conn, done <-chan struct{}) {
 	t.Helper()
-	p := &pipeTransport{h: h, done: make(chan struct{})}
+	p := testenv.NewPipe()
+	srv := &http.Server{Handler: h}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(p) }()
+	server := make(chan *testenv.PipeConn, 1)
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := p.Dial(ctx, network, addr)
+		if err == nil {
+			server <- c.(*testenv.PipeConn).Peer()
+		}
+		return c, err
+	}}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		srv.Close()
+		<-served
+	})
 	var o websocket.DialOptions
 	if opts != nil {
 		o = *opts
 	}
-	o.HTTPClient = &http.Client{Transport: p}
+	o.HTTPClient = &http.Client{Transport: tr}
 	c, _, err := websocket.Dial(context.Background(), "ws://pipe/", &o)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	return c, p.done
+	return c, (<-server).Closed()
 }
 
 func TestHeartbeatTimeout(t *testing.T) {
