@@ -90,19 +90,7 @@ func TestFollower(t *testing.T) {
 	if b.Topic != saga.Topic(b.Tx) || !slices.Equal(b.Steps, saga.Steps) {
 		t.Errorf("got booking %+v, want topic %q and steps %q", b, saga.Topic(b.Tx), saga.Steps)
 	}
-	out := newLockedWriter()
-	type result struct {
-		final follower.Update
-		err   error
-	}
-	done := make(chan result, 1)
-	go func() {
-		final, err := follower.Follow(bounded(t), ts.grpcClient(t), b.Topic, &follower.Options{Out: out})
-		done <- result{final, err}
-	}()
-	if err := out.waitFor(bounded(t), snapshotRE); err != nil {
-		t.Fatal(err)
-	}
+	out, done := followUntilSnapshot(t, ts.grpcClient(t), b.Topic, nil)
 	ts.release()
 	r := <-done
 	if r.err != nil {
@@ -154,20 +142,8 @@ func TestFollowerResumes(t *testing.T) {
 	t.Cleanup(func() { conn.Close() })
 
 	tx := b.book(t, "car")
-	out := newLockedWriter()
-	type result struct {
-		final follower.Update
-		err   error
-	}
-	done := make(chan result, 1)
-	go func() {
-		final, err := follower.Follow(bounded(t), fanoutv1.NewSubscribeServiceClient(conn), saga.Topic(tx), &follower.Options{Out: out, Retries: 100})
-		done <- result{final, err}
-	}()
+	out, done := followUntilSnapshot(t, fanoutv1.NewSubscribeServiceClient(conn), saga.Topic(tx), &follower.Options{Retries: 100})
 	// The snapshot arrived through A: the saga waits in its first action.
-	if err := out.waitFor(bounded(t), snapshotRE); err != nil {
-		t.Fatal(err)
-	}
 	if err := a.stop(); err != nil {
 		t.Fatalf("draining A: %v", err)
 	}
@@ -286,19 +262,7 @@ func TestFollowerAcrossReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := newLockedWriter()
-	type result struct {
-		final follower.Update
-		err   error
-	}
-	done := make(chan result, 1)
-	go func() {
-		final, err := follower.Follow(bounded(t), a.grpcClient(t), bk.Topic, &follower.Options{Out: out})
-		done <- result{final, err}
-	}()
-	if err := out.waitFor(bounded(t), snapshotRE); err != nil {
-		t.Fatal(err)
-	}
+	out, done := followUntilSnapshot(t, a.grpcClient(t), bk.Topic, nil)
 	b.release()
 	r := <-done
 	if r.err != nil {
@@ -310,4 +274,31 @@ func TestFollowerAcrossReplicas(t *testing.T) {
 	if other := checkPrinted(t, out.String(), transcript("hotel")); !slices.Equal(other, []string{serverEnded}) {
 		t.Errorf("got other lines %q, want %q", other, serverEnded)
 	}
+}
+
+type followResult struct {
+	final follower.Update
+	err   error
+}
+
+// followUntilSnapshot runs follower.Follow in the background and returns
+// once it has printed the saga's snapshot: what it prints, and where its
+// result arrives.
+func followUntilSnapshot(t *testing.T, c fanoutv1.SubscribeServiceClient, topic string, o *follower.Options) (*lockedWriter, <-chan followResult) {
+	t.Helper()
+	out := newLockedWriter()
+	opts := follower.Options{}
+	if o != nil {
+		opts = *o
+	}
+	opts.Out = out
+	done := make(chan followResult, 1)
+	go func() {
+		final, err := follower.Follow(bounded(t), c, topic, &opts)
+		done <- followResult{final, err}
+	}()
+	if err := out.waitFor(bounded(t), snapshotRE); err != nil {
+		t.Fatal(err)
+	}
+	return out, done
 }
