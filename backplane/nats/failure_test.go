@@ -282,16 +282,7 @@ func TestResyncBeforeFirstMessage(t *testing.T) {
 	if err := s.Subscribe(ctx, fanout.SubscribeRequest{ID: "1", Topic: topic}); err != nil {
 		t.Fatal(err)
 	}
-	wait := func(up bool) {
-		t.Helper()
-		for (nc.Status() == nats.CONNECTED) != up {
-			select {
-			case <-status:
-			case <-ctx.Done():
-				t.Fatalf("waiting for connected=%v: %v", up, ctx.Err())
-			}
-		}
-	}
+	wait := func(up bool) { t.Helper(); waitConnected(ctx, t, nc, status, up) }
 	px.Refuse()
 	px.Cut()
 	wait(false)

@@ -289,3 +289,16 @@ func (f *follower) follow(ctx context.Context, first bool, finished <-chan struc
 		}
 	}
 }
+
+// waitConnected waits until nc is connected (up) or not, reading status, a
+// channel from nc.StatusChanged, for the changes.
+func waitConnected(ctx context.Context, t *testing.T, nc *nats.Conn, status <-chan nats.Status, up bool) {
+	t.Helper()
+	for (nc.Status() == nats.CONNECTED) != up {
+		select {
+		case <-status:
+		case <-ctx.Done():
+			t.Fatalf("waiting for connected=%v: %v", up, ctx.Err())
+		}
+	}
+}

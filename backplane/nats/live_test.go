@@ -137,16 +137,7 @@ func TestUnavailable(t *testing.T) {
 	if _, err := n.Publish(ctx, msg(), ""); err != nil {
 		t.Fatal(err)
 	}
-	wait := func(up bool) {
-		t.Helper()
-		for (nc.Status() == nats.CONNECTED) != up {
-			select {
-			case <-status:
-			case <-ctx.Done():
-				t.Fatalf("waiting for connected=%v: %v", up, ctx.Err())
-			}
-		}
-	}
+	wait := func(up bool) { t.Helper(); waitConnected(ctx, t, nc, status, up) }
 	px.Refuse()
 	px.Cut()
 	wait(false)
