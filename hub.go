@@ -459,7 +459,7 @@ func (r receiver) Resync(topic string) {
 // oldestSubPosition returns the lowest position of the topic's live
 // subscriptions; t.mu must be held.
 func (t *topic) oldestSubPosition() (epoch string, last uint64, ok bool) {
-	for _, sub := range *t.subs.Load() {
+	for _, sub := range t.subs {
 		s := sub.sess
 		s.mu.Lock()
 		if !sub.buffering && s.closing == nil && (!ok || sub.last < last) {
@@ -473,7 +473,7 @@ func (t *topic) oldestSubPosition() (epoch string, last uint64, ok bool) {
 // deliverLocked hands m to every subscription; t.mu must be held.
 func (t *topic) deliverLocked(m *Message) int {
 	t.epoch, t.last, t.known = m.Position.Epoch, m.Position.Seq, true
-	subs := *t.subs.Load()
+	subs := t.subs
 	for _, s := range subs {
 		s.deliver(m)
 	}
@@ -534,7 +534,7 @@ func (t *topic) finishRecoveryLocked(hist History) (bool, Event) {
 	if !hist.Complete {
 		// History no longer reaches back: every subscriber must resume by
 		// itself, and learn that it lost messages.
-		for _, s := range *t.subs.Load() {
+		for _, s := range t.subs {
 			s.sess.close(CloseResync, "history lost for topic "+t.name, false)
 		}
 		ev.Type = EventResyncFailed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -204,5 +205,66 @@ func TestFinalMark(t *testing.T) {
 	}
 	if len(hdr) != 1 {
 		t.Fatalf("the caller's header map was modified: %v", hdr)
+	}
+}
+
+// TestManySubscribersLeave subscribes many sessions to one topic, removes
+// most of them in random order, and checks that exactly the others still
+// receive its messages.
+func TestManySubscribersLeave(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	ctx := context.Background()
+	const n = 500
+	sessions := make([]*fanout.Session, n)
+	bufs := make([][]fanout.Frame, n)
+	for i := range sessions {
+		sessions[i] = newSession(t, h)
+		if err := sessions[i].Subscribe(ctx, fanout.SubscribeRequest{Topic: "crowd"}); err != nil {
+			t.Fatal(err)
+		}
+		next(t, sessions[i], &bufs[i]) // the reply
+	}
+	stay := make(map[int]bool)
+	for _, i := range rand.Perm(n) {
+		if i%7 == 0 {
+			stay[i] = true
+			continue
+		}
+		if i%2 == 0 {
+			if err := sessions[i].Unsubscribe(ctx, "", "crowd"); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			sessions[i].Close(fanout.CloseNormal, "")
+		}
+	}
+	if ts := h.Topics(); len(ts) != 1 || ts[0].Subscribers != len(stay) {
+		t.Fatalf("got topics %+v, want crowd with %d subscribers", ts, len(stay))
+	}
+	pos := publish(t, h, "crowd", "still here")
+	for i := range sessions {
+		if !stay[i] {
+			continue
+		}
+		f := next(t, sessions[i], &bufs[i])
+		if f.Type != fanout.FrameMessage || f.Message.Position != pos {
+			t.Fatalf("session %d: got %+v, want the message at %v", i, f, pos)
+		}
+	}
+	// The unsubscribed sessions have their unsubscribe replies queued,
+	// and nothing after them.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	for i := range sessions {
+		if i%2 != 0 || stay[i] {
+			continue
+		}
+		fs, _ := sessions[i].Next(done, nil)
+		for _, f := range fs {
+			if f.Type == fanout.FrameMessage {
+				t.Fatalf("session %d unsubscribed, got %+v", i, f.Message)
+			}
+		}
 	}
 }

@@ -3,7 +3,6 @@ package fanout
 import (
 	"fmt"
 	"sync"
-	"sync/atomic"
 )
 
 // MaxTopicLength is the longest topic name, in bytes.
@@ -53,9 +52,6 @@ var topicChar = func() (t [256]bool) {
 type topic struct {
 	name string
 
-	// subs is read on every delivery and replaced (copy-on-write) under mu.
-	subs atomic.Pointer[[]*subscription]
-
 	// ready is closed once the backplane subscription is made; readyErr is
 	// its outcome, set before ready is closed.
 	ready    chan struct{}
@@ -65,7 +61,11 @@ type topic struct {
 	refs    int
 	leaving chan struct{} // non-nil while the backplane unsubscribe runs
 
-	mu sync.Mutex // guards the fields below and the writes of subs
+	mu sync.Mutex // guards the fields below
+	// subs are the local subscriptions, in no order; each knows its
+	// index, so that adding and removing one costs O(1) however many
+	// sessions watch the topic.
+	subs []*subscription
 	// epoch and last are the position of the last message delivered, once
 	// known is set.
 	known bool
@@ -78,29 +78,29 @@ type topic struct {
 }
 
 func newTopic(name string) *topic {
-	t := &topic{name: name, ready: make(chan struct{})}
-	t.subs.Store(new([]*subscription))
-	return t
+	return &topic{name: name, ready: make(chan struct{})}
 }
 
 // addSub and removeSub must be called with t.mu held.
 func (t *topic) addSub(s *subscription) {
-	old := *t.subs.Load()
-	n := make([]*subscription, len(old), len(old)+1)
-	copy(n, old)
-	n = append(n, s)
-	t.subs.Store(&n)
+	s.index = len(t.subs)
+	t.subs = append(t.subs, s)
 }
 
 func (t *topic) removeSub(s *subscription) {
-	old := *t.subs.Load()
-	n := make([]*subscription, 0, len(old))
-	for _, o := range old {
-		if o != s {
-			n = append(n, o)
-		}
+	i := s.index
+	if i >= len(t.subs) || t.subs[i] != s {
+		return
 	}
-	t.subs.Store(&n)
+	last := len(t.subs) - 1
+	t.subs[i] = t.subs[last]
+	t.subs[i].index = i
+	t.subs[last] = nil
+	t.subs = t.subs[:last]
+	if c := cap(t.subs); c > 64 && len(t.subs) < c/4 {
+		// Give back what a crowd that has left used.
+		t.subs = append(make([]*subscription, 0, 2*len(t.subs)), t.subs...)
+	}
 }
 
 // Topic describes a topic that has subscribers on this hub.
@@ -127,7 +127,7 @@ func (h *Hub) Topics() []Topic {
 		sh.mu.RUnlock()
 		for _, t := range ts {
 			t.mu.Lock()
-			l = append(l, Topic{Name: t.name, Subscribers: len(*t.subs.Load()), Position: Position{Epoch: t.epoch, Seq: t.last}})
+			l = append(l, Topic{Name: t.name, Subscribers: len(t.subs), Position: Position{Epoch: t.epoch, Seq: t.last}})
 			t.mu.Unlock()
 		}
 	}
