@@ -65,12 +65,11 @@ type Options struct {
 	// CompressionMode selects compression. Default: CompressionDisabled.
 	CompressionMode CompressionMode
 
-	// WriteBufferSize is the size of each connection's write buffer, in
-	// bytes, which the connection keeps for its life. A message that does
-	// not fit in it costs one more write system call. Default: 1 KiB,
-	// which keeps idle connections small; 4 KiB (net/http's size) saves
-	// CPU when clients receive batches of several KiB, for 3 KiB more per
-	// connection.
+	// WriteBufferSize is the size of the WebSocket library's write buffer
+	// for each connection, in bytes, which the connection keeps for its
+	// life. A batch of frames goes out in one write system call whatever
+	// this size: the writer collects the library's writes in a pooled
+	// buffer it holds only while it writes. Default: 1 KiB.
 	WriteBufferSize int
 }
 
@@ -157,7 +156,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err)
 		return
 	}
-	ws, err := websocket.Accept(&hijacker{ResponseWriter: w, writeBufferSize: h.opts.WriteBufferSize}, r, &h.accept)
+	hj := &hijacker{ResponseWriter: w, writeBufferSize: h.opts.WriteBufferSize}
+	ws, err := websocket.Accept(hj, r, &h.accept)
 	if err != nil {
 		// Accept has written the response (403 for a foreign origin, 426
 		// for a request that is no upgrade, ...).
@@ -165,7 +165,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(h.opts.ReadLimit)
-	c := newConn(h, sess, ws)
+	c := newConn(h, sess, ws, hj.nc)
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -219,6 +219,7 @@ const readBufferSize = 512
 type hijacker struct {
 	http.ResponseWriter
 	writeBufferSize int
+	nc              *corkConn // set by Hijack
 }
 
 // Unwrap returns the ResponseWriter, for http.ResponseController.
@@ -246,7 +247,8 @@ func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		nc.Close()
 		return nil, nil, err
 	}
-	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(nc, w.writeBufferSize)), nil
+	w.nc = &corkConn{Conn: nc}
+	return w.nc, bufio.NewReadWriter(br, bufio.NewWriterSize(w.nc, w.writeBufferSize)), nil
 }
 
 // writeError writes {"error":{"code":...,"message":...}}.
