@@ -19,8 +19,9 @@ import (
 type corkConn struct {
 	net.Conn
 
-	mu  sync.Mutex
-	buf *[]byte // the collected writes while corked; nil otherwise
+	mu       sync.Mutex
+	buf      *[]byte // the collected writes while corked; nil otherwise
+	deadline bool    // flush left a write deadline on Conn
 }
 
 // Write writes p, or collects it while corked.
@@ -30,6 +31,13 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	if c.buf != nil {
 		*c.buf = append(*c.buf, p...)
 		return len(p), nil
+	}
+	if c.deadline {
+		// The library bounds its own writes by closing the connection.
+		if err := c.Conn.SetWriteDeadline(time.Time{}); err != nil {
+			return 0, err
+		}
+		c.deadline = false
 	}
 	return c.Conn.Write(p)
 }
@@ -65,12 +73,12 @@ func (c *corkConn) flush(deadline time.Time) error {
 	if len(*b) == 0 {
 		return nil
 	}
+	// The deadline stays set for the next flush to move; a write that is
+	// not a flush clears it first.
 	if err := c.Conn.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
+	c.deadline = true
 	_, err := c.Conn.Write(*b)
-	if err == nil {
-		err = c.Conn.SetWriteDeadline(time.Time{})
-	}
 	return err
 }
