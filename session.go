@@ -369,6 +369,11 @@ func (s *Session) Next(ctx context.Context, buf []Frame) ([]Frame, error) {
 			<-s.notify // a plain receive parks and wakes faster than a select
 		} else {
 			select {
+			case <-done: // first, so that a done context never waits
+				return buf, ctx.Err()
+			default:
+			}
+			select {
 			case <-s.notify:
 			case <-done:
 				return buf, ctx.Err()
