@@ -162,7 +162,8 @@ const (
 // "bench" and prints "ready". In mode "idle" it then waits for its stdin to
 // close; in mode "flood" each connection reads until it has received
 // FANOUT_WS_MSGS messages or is closed, and the process prints
-// "done received=N closed=N codes=..." and exits.
+// "done received=N messages=N closed=N codes=..." and exits: received
+// counts the deliveries, messages the WebSocket messages that carried them.
 func runClientProcess() int {
 	mode := os.Getenv(clientProcessEnv)
 	addr := os.Getenv(clientAddrEnv)
@@ -215,7 +216,7 @@ func runClientProcess() int {
 		return 0
 	}
 
-	var received, closed atomic.Int64
+	var received, messages, closed atomic.Int64
 	var mu sync.Mutex // guards codes
 	codes := map[string]int{}
 	for _, rc := range conns {
@@ -223,7 +224,7 @@ func runClientProcess() int {
 		go func() {
 			defer wg.Done()
 			defer rc.c.Close()
-			got := 0
+			got, frames := 0, 0
 			for got < msgs {
 				code, err := rc.next()
 				if err != nil {
@@ -234,8 +235,10 @@ func runClientProcess() int {
 					break
 				}
 				got += bytes.Count(rc.msg, msgPrefix)
+				frames++
 			}
 			received.Add(int64(got))
+			messages.Add(int64(frames))
 		}()
 	}
 	wg.Wait()
@@ -243,7 +246,7 @@ func runClientProcess() int {
 	for c, k := range codes {
 		cs = append(cs, fmt.Sprintf("%s=%d", strings.ReplaceAll(c, " ", "_"), k))
 	}
-	fmt.Printf("done received=%d closed=%d codes=%s\n", received.Load(), closed.Load(), strings.Join(cs, ","))
+	fmt.Printf("done received=%d messages=%d closed=%d codes=%s\n", received.Load(), messages.Load(), closed.Load(), strings.Join(cs, ","))
 	return 0
 }
 
