@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gofanout/fanout"
 	fanoutgrpc "github.com/gofanout/fanout/transport/grpc"
@@ -83,6 +84,7 @@ type frames struct {
 	recv    func() (*fanoutv1.Frames, error)
 	pending []*fanoutv1.Frame
 	batches int // Frames messages received
+	largest int // the size of the largest, in bytes
 }
 
 func (f *frames) next() (*fanoutv1.Frame, error) {
@@ -92,6 +94,7 @@ func (f *frames) next() (*fanoutv1.Frame, error) {
 			return nil, err
 		}
 		f.batches++
+		f.largest = max(f.largest, proto.Size(fs))
 		f.pending = fs.Frames
 	}
 	fr := f.pending[0]

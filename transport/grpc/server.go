@@ -23,11 +23,13 @@ import (
 // Options configures a [Server]. The zero value is valid: every field
 // documents its default. New copies the options.
 type Options struct {
-	// MaxBatchBytes bounds the Frames messages a stream sends: once a
-	// message reaches MaxBatchBytes, the rest of the batch goes into the
-	// next one, so a Frames message holds at most MaxBatchBytes plus one
-	// frame. Keep it well below the clients' maximum receive message size
-	// (4 MiB by default in gRPC). Default: 1 MiB.
+	// MaxBatchBytes bounds the Frames messages a stream sends: a frame
+	// that would take a message past it starts the next one, so a Frames
+	// message holds at most MaxBatchBytes, or a single larger frame.
+	// Default: 32 KiB. gRPC takes the buffer it marshals a message into
+	// from a pool of sizes 256 B, 4 KiB, 16 KiB, 32 KiB and 1 MiB: above
+	// 32 KiB every message costs a 1 MiB buffer, which under load is
+	// allocated and cleared again and again.
 	MaxBatchBytes int
 	// Heartbeat is how long a stream may stay silent: after Heartbeat
 	// without a frame, the server sends an empty Frames message, which
@@ -58,7 +60,7 @@ func New(hub *fanout.Hub, opts *Options) *Server {
 		s.opts = *opts
 	}
 	if s.opts.MaxBatchBytes <= 0 {
-		s.opts.MaxBatchBytes = 1 << 20
+		s.opts.MaxBatchBytes = 32 << 10
 	}
 	if s.opts.Heartbeat == 0 {
 		s.opts.Heartbeat = 30 * time.Second

@@ -150,10 +150,11 @@ func TestSubscribeCoalesces(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		maxBatch int
-		want     int // Frames messages for the reply and 100 messages
+		want     int // Frames messages for the reply and 100 messages; 0: more than one
 	}{
 		{"one batch", 0, 1},
 		{"a message each", 1, 101},
+		{"bounded", 1000, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -170,8 +171,11 @@ func TestSubscribeCoalesces(t *testing.T) {
 					t.Fatalf("got seq %d, want %d", m.Seq, i)
 				}
 			}
-			if fs.batches != tc.want {
+			if tc.want == 0 && fs.batches < 2 || tc.want > 0 && fs.batches != tc.want {
 				t.Fatalf("got %d Frames messages, want %d", fs.batches, tc.want)
+			}
+			if tc.maxBatch > 1 && fs.largest > tc.maxBatch {
+				t.Fatalf("got a Frames message of %d bytes, want at most MaxBatchBytes, %d", fs.largest, tc.maxBatch)
 			}
 		})
 	}

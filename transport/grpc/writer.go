@@ -165,6 +165,14 @@ func (w *writer) write(frames []fanout.Frame) (done bool, err error) {
 			w.sess.Close(fanout.CloseNormal, endReason)
 			return true, w.sendFrames(b)
 		}
+		if len(b) > 0 && len(b)+frameSize(f) > w.max {
+			// f would take the message past MaxBatchBytes: it starts the
+			// next one.
+			if err := w.sendFrames(b); err != nil {
+				return true, err
+			}
+			b = nil
+		}
 		if b == nil {
 			// A new buffer for every Frames message: gRPC may keep a sent
 			// message (for tracing, stats handlers), so it is never reused.
