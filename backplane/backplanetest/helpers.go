@@ -192,7 +192,12 @@ func checkSeqs(t *testing.T, what string, ms []*fanout.Message, from uint64) {
 	t.Helper()
 	for i, m := range ms {
 		if want := from + uint64(i); m.Position.Seq != want {
-			t.Fatalf("%s: message %d: got Seq %d, want %d", what, i, m.Position.Seq, want)
+			var around []uint64
+			for _, m := range ms[max(0, i-3):min(len(ms), i+6)] {
+				around = append(around, m.Position.Seq)
+			}
+			t.Fatalf("%s: message %d: got Seq %d, want %d (Seqs in the order received, from message %d: %v)",
+				what, i, m.Position.Seq, want, max(0, i-3), around)
 		}
 		if m.Position.Epoch != ms[0].Position.Epoch {
 			t.Fatalf("%s: message %d: got epoch %q, want %q", what, i, m.Position.Epoch, ms[0].Position.Epoch)

@@ -106,7 +106,10 @@ func testGlobalPositions(t *testing.T, s *suite) {
 		}
 	}
 	got := r.wait(t, s.topic, total, s.f.Timeout)
-	checkSeqs(t, "subscribed node", got, 1)
+	r.mu.Lock()
+	resyncs := r.resyncs[s.topic]
+	r.mu.Unlock()
+	checkSeqs(t, fmt.Sprintf("subscribed node (%d resyncs)", resyncs), got, 1)
 	for _, m := range got {
 		if want := bySeq[m.Position.Seq]; string(m.Data) != want {
 			t.Fatalf("Seq %d: got data %q, want %q", m.Position.Seq, m.Data, want)

@@ -71,9 +71,14 @@
 // # Live delivery
 //
 // Stream S republishes each message it stores, and only those, to the
-// topic's live subject, in the order it stores them. A node subscribes to
-// that subject when its hub subscribes the topic, so only nodes with local
-// subscribers receive a topic's messages, in Seq order. Messages published
+// topic's live subject. A node subscribes to that subject when its hub
+// subscribes the topic, so only nodes with local subscribers receive a
+// topic's messages. When publishers on several connections race on one
+// topic, the server may republish two messages swapped (Seq 146 before
+// 145): a node holds a message that arrives after a gap until the gap
+// fills, for at most 100ms, and hands messages to the hub in Seq order; a
+// gap that does not fill in time makes it call [fanout.Receiver.Resync]
+// for the topic. Messages published
 // while a node's connection was down, or dropped because the node fell
 // behind (a slow consumer), are not redelivered: after a reconnect the node
 // calls [fanout.Receiver.Resync] for every subscribed topic, and after a

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/gofanout/fanout"
 	"github.com/nats-io/nats.go"
@@ -89,40 +90,71 @@ func (b *Backplane) Subscribe(ctx context.Context, topic string) error {
 	return nil
 }
 
-// deliver hands the topic's live messages to r, in order, and asks for a
-// resync when the subscription dropped messages.
+// deliver hands the topic's live messages to r, in Seq order, and asks for
+// a resync when the subscription dropped messages or a gap did not fill.
 func (b *Backplane) deliver(lt *liveTopic, r fanout.Receiver) {
 	defer b.wg.Done()
 	defer close(lt.done)
 	dropped := 0
+	var (
+		order reorder
+		due   []*fanout.Message
+	)
 	for {
-		msg, err := lt.sub.NextMsgWithContext(lt.ctx)
-		if errors.Is(err, nats.ErrSlowConsumer) {
+		msg, err := b.nextLive(lt, &order)
+		if errors.Is(err, context.DeadlineExceeded) {
+			// The gap did not fill: the hub fills it from history.
+			if r != nil {
+				r.Resync(lt.topic)
+			}
+			due = order.flush(due[:0])
+		} else if errors.Is(err, nats.ErrSlowConsumer) {
 			if r != nil {
 				r.Resync(lt.topic)
 			}
 			continue
-		}
-		if err != nil {
+		} else if err != nil {
 			return // unsubscribed, closed, or the connection closed
-		}
-		m, err := decode(lt.topic, msg.Header, msg.Data)
-		if err != nil {
-			continue
-		}
-		if seq, err := strconv.ParseUint(msg.Header.Get("Nats-Sequence"), 10, 64); err == nil {
-			lt.note(m.Position, seq)
-			b.noteHead(&stored{msg: m, streamSeq: seq})
+		} else {
+			m, err := decode(lt.topic, msg.Header, msg.Data)
+			if err != nil {
+				continue
+			}
+			if seq, err := strconv.ParseUint(msg.Header.Get("Nats-Sequence"), 10, 64); err == nil {
+				lt.note(m.Position, seq)
+				b.noteHead(&stored{msg: m, streamSeq: seq})
+			}
+			due = order.add(due[:0], m, time.Now())
 		}
 		if r == nil {
 			continue
 		}
-		r.Deliver(m)
+		for _, m := range due {
+			r.Deliver(m)
+		}
+		clear(due)
 		if d, _ := lt.sub.Dropped(); d != dropped {
 			dropped = d
 			r.Resync(lt.topic)
 		}
 	}
+}
+
+// nextLive waits for the topic's next live message; while order holds
+// messages after a gap, only until it gives up on the gap, and then it
+// returns context.DeadlineExceeded.
+func (b *Backplane) nextLive(lt *liveTopic, order *reorder) (*nats.Msg, error) {
+	d, held := order.deadline()
+	if !held {
+		return lt.sub.NextMsgWithContext(lt.ctx)
+	}
+	ctx, cancel := context.WithDeadline(lt.ctx, d)
+	defer cancel()
+	msg, err := lt.sub.NextMsgWithContext(ctx)
+	if err != nil && lt.ctx.Err() == nil && ctx.Err() != nil {
+		return nil, context.DeadlineExceeded
+	}
+	return msg, err
 }
 
 // Unsubscribe implements [fanout.Backplane]. It returns after delivery for

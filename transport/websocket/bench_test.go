@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -287,4 +288,95 @@ func BenchmarkFlood(b *testing.B) {
 				received, want, closed, codes)
 		}
 	}
+}
+
+// BenchmarkLatency publishes one message at a time to subscribers connected
+// over loopback WebSockets, in this process, and waits until every
+// subscriber has it before the next: an idle server. It reports the time
+// from Publish to each subscriber having read the message, p50 and p99 over
+// all deliveries, and p99 of the last subscriber per message.
+func BenchmarkLatency(b *testing.B) {
+	for _, subs := range []int{1, 100} {
+		b.Run(fmt.Sprintf("subs=%d", subs), func(b *testing.B) {
+			benchLatency(b, subs)
+		})
+	}
+}
+
+func benchLatency(b *testing.B, subs int) {
+	s := newServer(b, nil, nil)
+	addr := s.srv.Listener.Addr().String()
+	// Each reader sends when it read a message, or its error.
+	type receipt struct {
+		at  time.Time
+		err error
+	}
+	receipts := make(chan receipt, subs)
+	conns := make([]*rawConn, subs)
+	for i := range conns {
+		rc, err := dialRaw(addr, 4<<10)
+		if err == nil {
+			err = rc.subscribe("bench")
+		}
+		if err != nil {
+			b.Fatalf("client %d: %v", i, err)
+		}
+		conns[i] = rc
+	}
+	var wg sync.WaitGroup
+	b.Cleanup(func() {
+		for _, rc := range conns {
+			rc.c.Close()
+		}
+		wg.Wait()
+	})
+	for _, rc := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for got := 0; got < b.N; {
+				_, err := rc.next()
+				if err != nil {
+					receipts <- receipt{err: err}
+					return
+				}
+				n := bytes.Count(rc.msg, msgPrefix)
+				for range n {
+					receipts <- receipt{at: time.Now()}
+				}
+				got += n
+			}
+		}()
+	}
+	data := []byte(payload(64))
+	ctx := context.Background()
+	all := make([]time.Duration, 0, b.N*subs)
+	last := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if _, err := s.hub.Publish(ctx, "bench", data); err != nil {
+			b.Fatal(err)
+		}
+		var slowest time.Duration
+		for range subs {
+			r := <-receipts
+			if r.err != nil {
+				b.Fatalf("message %d: %v", i+1, r.err)
+			}
+			d := r.at.Sub(start)
+			all = append(all, d)
+			slowest = max(slowest, d)
+		}
+		last = append(last, slowest)
+	}
+	b.StopTimer()
+	slices.Sort(all)
+	slices.Sort(last)
+	pct := func(ds []time.Duration, p float64) float64 {
+		return float64(ds[int(p*float64(len(ds)-1))].Microseconds())
+	}
+	b.ReportMetric(pct(all, 0.50), "p50-µs")
+	b.ReportMetric(pct(all, 0.99), "p99-µs")
+	b.ReportMetric(pct(last, 0.99), "last-p99-µs")
 }
