@@ -522,3 +522,51 @@ func TestCoalescing(t *testing.T) {
 		})
 	}
 }
+
+// TestCompression runs a resume of many large messages, which spans several
+// WebSocket messages per batch, and live traffic over compressed
+// connections.
+func TestCompression(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		server fws.CompressionMode
+		client websocket.CompressionMode
+	}{
+		{"context takeover", fws.CompressionContextTakeover, websocket.CompressionContextTakeover},
+		{"no context takeover", fws.CompressionNoContextTakeover, websocket.CompressionNoContextTakeover},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, nil, &fws.Options{CompressionMode: tc.server})
+			const n = 300
+			data := func(i int) string { return fmt.Sprintf(`"%0*d"`, 1<<10, i) }
+			var last fanout.Position
+			for i := 1; i <= n; i++ {
+				last = s.publish(t, "t", data(i))
+			}
+			conn, resp, err := s.tryDial(&websocket.DialOptions{CompressionMode: tc.client})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.CloseNow()
+			if ext := resp.Header.Get("Sec-WebSocket-Extensions"); !strings.HasPrefix(ext, "permessage-deflate") {
+				t.Fatalf("got extensions %q, want permessage-deflate", ext)
+			}
+			conn.SetReadLimit(64 << 20)
+			c := &client{t: t, c: conn}
+			c.send(fmt.Sprintf(`{"type":"subscribe","topic":"t","since":{"epoch":%q,"seq":0}}`, last.Epoch))
+			if f := c.next(); f.Type != "reply" || !*f.Recovered {
+				t.Fatalf("got %+v, want a recovered reply", f)
+			}
+			for i := 1; i <= n; i++ {
+				c.wantMsg("t", uint64(i), data(i))
+			}
+			s.publish(t, "t", `{"live":true}`)
+			c.wantMsg("t", n+1, `{"live":true}`)
+			if f := c.reply(`{"id":"p","type":"ping"}`); f.ID != "p" || !*f.OK {
+				t.Fatalf("got %+v, want ok reply to ping", f)
+			}
+		})
+	}
+}
