@@ -36,7 +36,10 @@ fi
 if ! up 4222; then
 	need nats-server nats-server
 	mkdir -p /var/lib/nats-server
-	start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \
+	# Its log has no room for a crash: stdout and stderr go to a file of
+	# their own.
+	start-stop-daemon --start --oknodo --background --output /var/log/nats-server.out \
+		--exec "$(command -v nats-server)" -- \
 		-a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 	wait_up 4222
 fi

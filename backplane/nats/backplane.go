@@ -436,7 +436,7 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 	p := o.Prefix
 	var s streamSet
 	var err error
-	if s.hist, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if s.hist, err = b.makeStream(ctx, jetstream.StreamConfig{
 		Name:              o.Stream,
 		Description:       "fanout: topic history",
 		Subjects:          []string{p + ".h.*"},
@@ -450,7 +450,7 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if s.keys, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if s.keys, err = b.makeStream(ctx, jetstream.StreamConfig{
 		Name:              o.Stream + "_KEYS",
 		Description:       "fanout: latest message per topic and key",
 		Subjects:          []string{p + ".k.*.*"},
@@ -462,7 +462,7 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if s.idem, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if s.idem, err = b.makeStream(ctx, jetstream.StreamConfig{
 		Name:              o.Stream + "_IDEM",
 		Description:       "fanout: positions of publishes with an idempotency key",
 		Subjects:          []string{p + ".i.*.*"},
@@ -475,6 +475,39 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// makeStream creates the stream, or finds it as cfg describes it, and
+// updates it only when its settings differ: every node makes the streams
+// when it starts, and an update for nothing is a request the whole
+// JetStream cluster agrees on (nats-server 2.9 can also crash on
+// concurrent updates of one stream).
+func (b *Backplane) makeStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := b.js.CreateStream(ctx, cfg)
+	if subjectsOverlap(err) {
+		// When nodes create the stream at the same time, the server can
+		// answer the later creates that their subjects overlap with the
+		// stream the first one made. Try once more when the stream that
+		// has them is this one.
+		if _, serr := b.js.Stream(ctx, cfg.Name); serr == nil {
+			s, err = b.js.CreateStream(ctx, cfg)
+		}
+	}
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		// It exists with other settings: this node's options win, as
+		// they do for every node that starts with new options.
+		return b.js.UpdateStream(ctx, cfg)
+	}
+	return s, err
+}
+
+// jsErrSubjectsOverlap is the error code of a stream create whose subjects
+// another stream has.
+const jsErrSubjectsOverlap jetstream.ErrorCode = 10065
+
+func subjectsOverlap(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrSubjectsOverlap
 }
 
 // lost forgets the stream handles after a stream turned out to be missing,

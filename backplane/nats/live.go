@@ -21,6 +21,8 @@ type liveTopic struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the delivery goroutine ends
 
+	order reorder // used by the delivery goroutine only
+
 	mu    sync.Mutex // guards hints and next
 	hints [64]hint   // stream sequences of recent messages, for History
 	next  int
@@ -71,6 +73,11 @@ func (b *Backplane) Subscribe(ctx context.Context, topic string) error {
 		return o.fail(err)
 	}
 	lt := &liveTopic{topic: topic, sub: sub, done: make(chan struct{})}
+	// Live messages are put in order from the topic's latest stored one
+	// on; without it, from the first that arrives.
+	if last, err := b.latest(o.ctx, topic); err == nil {
+		lt.order.start(last)
+	}
 	lt.ctx, lt.cancel = context.WithCancel(context.Background())
 	b.mu.Lock()
 	if b.closed || b.topics[topic] != nil {
@@ -96,12 +103,10 @@ func (b *Backplane) deliver(lt *liveTopic, r fanout.Receiver) {
 	defer b.wg.Done()
 	defer close(lt.done)
 	dropped := 0
-	var (
-		order reorder
-		due   []*fanout.Message
-	)
+	order := &lt.order
+	var due []*fanout.Message
 	for {
-		msg, err := b.nextLive(lt, &order)
+		msg, err := b.nextLive(lt, order)
 		if errors.Is(err, context.DeadlineExceeded) {
 			// The gap did not fill: the hub fills it from history.
 			if r != nil {
@@ -155,6 +160,20 @@ func (b *Backplane) nextLive(lt *liveTopic, order *reorder) (*nats.Msg, error) {
 		return nil, context.DeadlineExceeded
 	}
 	return msg, err
+}
+
+// latest returns the position of the topic's latest stored message, or the
+// zero position when it has none.
+func (b *Backplane) latest(ctx context.Context, topic string) (fanout.Position, error) {
+	ss, err := b.ensureStreams(ctx)
+	if err != nil {
+		return fanout.Position{}, err
+	}
+	st, err := b.lastStored(ctx, ss.hist, b.subj.history(topic), topic)
+	if err != nil || st == nil {
+		return fanout.Position{}, err
+	}
+	return st.msg.Position, nil
 }
 
 // Unsubscribe implements [fanout.Backplane]. It returns after delivery for

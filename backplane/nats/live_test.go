@@ -222,3 +222,58 @@ func TestStreamRecreated(t *testing.T) {
 		t.Fatalf("history: got complete=%v %q, want %q", h.Complete, data, want)
 	}
 }
+
+// TestStreamSettingsChange: a node that starts with other options (a new
+// release with a longer history) updates the streams.
+func TestStreamSettingsChange(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, &fnats.Options{HistorySize: 5})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const topic = "settings"
+	var last fanout.Position
+	publish := func(n *fnats.Backplane, count int) {
+		t.Helper()
+		for i := range count {
+			p, err := n.Publish(ctx, &fanout.Message{Topic: topic, Data: []byte(fmt.Sprint(i)), Time: time.Now()}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = p
+		}
+	}
+	// retained checks that history holds exactly the last k messages.
+	retained := func(n *fnats.Backplane, k uint64) {
+		t.Helper()
+		h, err := n.History(ctx, topic, fanout.Position{Epoch: last.Epoch, Seq: last.Seq - k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !h.Complete || uint64(len(h.Messages)) != k {
+			t.Fatalf("history of the last %d messages: got complete=%v with %d messages, want them all", k, h.Complete, len(h.Messages))
+		}
+		if h, err = n.History(ctx, topic, fanout.Position{Epoch: last.Epoch, Seq: last.Seq - k - 1}); err != nil || h.Complete {
+			t.Fatalf("history of the last %d messages: got complete=%v (%v), want incomplete: only %d are kept", k+1, h.Complete, err, k)
+		}
+	}
+	open := func(n *fnats.Backplane) *fnats.Backplane {
+		t.Helper()
+		if err := n.Open(discard{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	a, same := open(c.node()), open(c.node())
+	publish(a, 8)
+	publish(same, 1)
+	retained(same, 5)
+	// A node with a longer history, on the same streams.
+	opts := c.opts
+	opts.HistorySize = 20
+	longer := open(fnats.New(c.conn(c.url), &opts))
+	publish(longer, 25)
+	retained(longer, 20)
+	// A node answers from history as far back as its own options say.
+	retained(a, 5)
+}

@@ -22,10 +22,16 @@ const maxHeld = 1024
 // the gap fills, for at most reorderWait; then the hub is told to resync,
 // and fills the gap from history.
 type reorder struct {
-	epoch string
-	next  uint64 // the Seq expected next; 0 before the first message
+	epoch string // "" with next 1: the topic had no message yet
+	next  uint64 // the Seq expected next; 0 when unknown
 	held  []*fanout.Message
 	since time.Time // when the oldest held message arrived
+}
+
+// start expects the message after last, the topic's latest stored
+// position (zero when the topic has none), as the node subscribes.
+func (o *reorder) start(last fanout.Position) {
+	o.epoch, o.next = last.Epoch, last.Seq+1
 }
 
 // add takes a message that arrived at now and appends to out the messages
@@ -33,6 +39,11 @@ type reorder struct {
 func (o *reorder) add(out []*fanout.Message, m *fanout.Message, now time.Time) []*fanout.Message {
 	p := m.Position
 	switch {
+	case o.next == 1 && o.epoch == "":
+		// The topic had no message when the node subscribed: its first
+		// message names the epoch.
+		o.epoch = p.Epoch
+		return o.add(out, m, now)
 	case o.next == 0 || p.Epoch != o.epoch:
 		// The first message, or history was lost: no order to keep
 		// with what came before.

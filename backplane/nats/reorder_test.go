@@ -59,6 +59,27 @@ func TestReorder(t *testing.T) {
 		t.Fatalf("after the flush: got %v, want [5]", got)
 	}
 
+	// Started on a topic without messages: the first two can come swapped.
+	var fresh reorder
+	fresh.start(fanout.Position{})
+	if got := seqs(fresh.add(nil, msg("g", 2), t0)); got != nil {
+		t.Fatalf("fresh topic, Seq 2 first: got %v, want it held", got)
+	}
+	if got := seqs(fresh.add(nil, msg("g", 1), t0)); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("fresh topic, then Seq 1: got %v, want [1 2]", got)
+	}
+	// Started after Seq 10: 12 waits for 11; 9 was stored before.
+	var later reorder
+	later.start(fanout.Position{Epoch: "h", Seq: 10})
+	for _, step := range []struct {
+		seq  uint64
+		want []uint64
+	}{{12, nil}, {9, []uint64{9}}, {11, []uint64{11, 12}}} {
+		if got := seqs(later.add(nil, msg("h", step.seq), t0)); !slices.Equal(got, step.want) {
+			t.Fatalf("started after Seq 10, add %d: got %v, want %v", step.seq, got, step.want)
+		}
+	}
+
 	// Too many held: given up on at once.
 	var out []*fanout.Message
 	for seq := uint64(7); seq < 7+maxHeld+1; seq++ {
