@@ -266,20 +266,16 @@ func TestSlowConsumer(t *testing.T) {
 	ctx := testCtx(t)
 	fs := subscribe(t, ctx, e, &fanoutv1.Subscription{Topic: "t"})
 	fs.reply(t)
+	// 100 messages of 16 KiB: more than the flow-control windows, gRPC's
+	// write quota, the batch in flight and the queue of 8 can hold by far.
 	data := make([]byte, 16<<10)
-	closed := fanout.CloseCode(0)
-	for i := 0; i < 1000 && closed == 0; i++ {
+	for range 100 {
 		if _, err := e.hub.Publish(ctx, "t", data); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case closed = <-cl:
-		default:
-		}
 	}
-	if closed != fanout.CloseSlowConsumer {
-		t.Fatalf("got close code %d, want %d", closed, fanout.CloseSlowConsumer)
-	}
+	// The client reads what the server could send before the queue
+	// overflowed, then the close frame.
 	var seq uint64
 	for {
 		fr, err := fs.next()
@@ -299,11 +295,17 @@ func TestSlowConsumer(t *testing.T) {
 		}
 		break
 	}
+	if seq >= 100 {
+		t.Fatalf("got all %d messages, want the queue to have overflowed", seq)
+	}
 	_, err := fs.next()
 	wantCode(t, err, codes.ResourceExhausted)
 	reason, md := errorInfo(t, err)
 	if reason != "SESSION_CLOSED" || md["close_code"] != "4001" || md["reconnect"] != "true" {
 		t.Fatalf("got reason %q metadata %v, want SESSION_CLOSED, close_code 4001, reconnect true", reason, md)
+	}
+	if code := waitClose(t, ctx, cl); code != fanout.CloseSlowConsumer {
+		t.Fatalf("got session close code %d, want %d", code, fanout.CloseSlowConsumer)
 	}
 }
 
