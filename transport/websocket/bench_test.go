@@ -58,14 +58,7 @@ func benchFanOut(b *testing.B, subs, size int) {
 		wake chan struct{}
 	}
 	readers := make([]*reader, subs)
-	for i := range readers {
-		rc, err := dialRaw(addr, 64<<10)
-		if err == nil {
-			err = rc.subscribe("bench")
-		}
-		if err != nil {
-			b.Fatalf("client %d: %v", i, err)
-		}
+	for i, rc := range dialSubscribers(b, addr, subs, 64<<10) {
 		readers[i] = &reader{rc: rc, wake: make(chan struct{}, 1)}
 	}
 	var wg sync.WaitGroup
@@ -135,6 +128,24 @@ func benchFanOut(b *testing.B, subs, size int) {
 	deliveries := float64(b.N) * float64(subs)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/deliveries, "ns/delivery")
 	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/deliveries, "allocs/delivery")
+}
+
+// dialSubscribers connects n raw clients to addr, with read buffers of
+// readBuf bytes, each subscribed to topic "bench".
+func dialSubscribers(b *testing.B, addr string, n, readBuf int) []*rawConn {
+	b.Helper()
+	conns := make([]*rawConn, n)
+	for i := range conns {
+		rc, err := dialRaw(addr, readBuf)
+		if err == nil {
+			err = rc.subscribe("bench")
+		}
+		if err != nil {
+			b.Fatalf("client %d: %v", i, err)
+		}
+		conns[i] = rc
+	}
+	return conns
 }
 
 // startClients runs the client process (this test binary again) with
@@ -312,17 +323,7 @@ func benchLatency(b *testing.B, subs int) {
 		err error
 	}
 	receipts := make(chan receipt, subs)
-	conns := make([]*rawConn, subs)
-	for i := range conns {
-		rc, err := dialRaw(addr, 4<<10)
-		if err == nil {
-			err = rc.subscribe("bench")
-		}
-		if err != nil {
-			b.Fatalf("client %d: %v", i, err)
-		}
-		conns[i] = rc
-	}
+	conns := dialSubscribers(b, addr, subs, 4<<10)
 	var wg sync.WaitGroup
 	b.Cleanup(func() {
 		for _, rc := range conns {
