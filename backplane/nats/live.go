@@ -107,20 +107,21 @@ func (b *Backplane) deliver(lt *liveTopic, r fanout.Receiver) {
 	var due []*fanout.Message
 	for {
 		msg, err := b.nextLive(lt, order)
-		if errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
 			// The gap did not fill: the hub fills it from history.
 			if r != nil {
 				r.Resync(lt.topic)
 			}
 			due = order.flush(due[:0])
-		} else if errors.Is(err, nats.ErrSlowConsumer) {
+		case errors.Is(err, nats.ErrSlowConsumer):
 			if r != nil {
 				r.Resync(lt.topic)
 			}
 			continue
-		} else if err != nil {
+		case err != nil:
 			return // unsubscribed, closed, or the connection closed
-		} else {
+		default:
 			m, err := decode(lt.topic, msg.Header, msg.Data)
 			if err != nil {
 				continue

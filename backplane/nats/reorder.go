@@ -39,7 +39,7 @@ func (o *reorder) start(last fanout.Position) {
 func (o *reorder) add(out []*fanout.Message, m *fanout.Message, now time.Time) []*fanout.Message {
 	p := m.Position
 	switch {
-	case o.next == 1 && o.epoch == "":
+	case o.next == 1 && o.epoch == "" && p.Epoch != "":
 		// The topic had no message when the node subscribed: its first
 		// message names the epoch.
 		o.epoch = p.Epoch
