@@ -49,7 +49,8 @@ func (lt *liveTopic) stop() {
 // Subscribe implements [fanout.Backplane]. Live messages come from a core
 // NATS subscription to the subject on which the history stream republishes
 // what it stores, so only nodes with subscribers receive a topic's messages,
-// each once, in the order the stream stored them. Subscribe returns once
+// each once; the node hands them over in Seq order from the topic's latest
+// stored position, which it reads as it subscribes. Subscribe returns once
 // the server has the subscription.
 func (b *Backplane) Subscribe(ctx context.Context, topic string) error {
 	o, err := b.begin(ctx, "subscribe")

@@ -187,12 +187,6 @@ func (w *writer) write(frames []fanout.Frame) (done bool, err error) {
 			}
 			return true, closeStatus(f.Close)
 		}
-		if len(b) >= w.max {
-			if err := w.sendFrames(b); err != nil {
-				return true, err
-			}
-			b = nil
-		}
 	}
 	if len(b) > 0 {
 		if err := w.sendFrames(b); err != nil {
