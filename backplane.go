@@ -59,6 +59,12 @@ type Backplane interface {
 	// Snapshot returns the latest message per key and the position it
 	// corresponds to.
 	Snapshot(ctx context.Context, topic string) (Snapshot, error)
+	// Delete removes the topic's stored state at once: history, snapshot,
+	// position and idempotency keys. The next publish starts a new epoch
+	// at Seq 1, so a client that resumes from an older position is told
+	// that history does not reach back. Nodes subscribed to the topic stay
+	// subscribed. Deleting a topic that has no stored state succeeds.
+	Delete(ctx context.Context, topic string) error
 	// Close releases the node.
 	Close() error
 }

@@ -213,6 +213,24 @@ func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...Pu
 	return pos, nil
 }
 
+// DeleteTopic removes the topic's stored state on the backplane at once:
+// history, snapshot, position and idempotency keys, as when a saga has been
+// archived. Sessions subscribed to it stay subscribed; the next publish
+// starts a new epoch, so a client resuming from an older position gets
+// recovered=false and the new (empty) snapshot, never a reused position.
+func (h *Hub) DeleteTopic(ctx context.Context, topic string) error {
+	if err := ValidateTopic(topic); err != nil {
+		return fmt.Errorf("delete topic: %w", err)
+	}
+	if h.isClosed() {
+		return fmt.Errorf("delete topic %q: %w", topic, ErrClosed)
+	}
+	if err := h.bp.Delete(ctx, topic); err != nil {
+		return fmt.Errorf("delete topic %q: %w", topic, err)
+	}
+	return nil
+}
+
 func (h *Hub) isClosed() bool { return h.closed.Load() }
 
 // Authenticate judges credentials with the hub's authenticator. Transports

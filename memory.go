@@ -308,6 +308,35 @@ func (n *memNode) Snapshot(ctx context.Context, topic string) (Snapshot, error) 
 	return s, nil
 }
 
+func (n *memNode) Delete(ctx context.Context, topic string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n.mu.RLock()
+	err := n.check()
+	n.mu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("memory backplane: delete: %w", err)
+	}
+	n.b.mu.Lock()
+	t := n.b.topics[topic]
+	delete(n.b.topics, topic)
+	n.b.mu.Unlock()
+	if t != nil {
+		// Subscribed nodes stay subscribed: they move to the new topic.
+		t.mu.Lock()
+		nodes := t.nodes
+		t.mu.Unlock()
+		nt := n.b.topic(topic, true)
+		nt.mu.Lock()
+		for node := range nodes {
+			nt.nodes[node] = struct{}{}
+		}
+		nt.mu.Unlock()
+	}
+	return nil
+}
+
 func (n *memNode) Close() error {
 	n.mu.Lock()
 	if n.closed {

@@ -269,6 +269,11 @@ func (b *Backplane) watch() {
 
 // Close implements [fanout.Backplane]. It stops delivery and waits for the
 // node's goroutines; it does not close the NATS connection.
+// Delete implements [fanout.Backplane].
+func (b *Backplane) Delete(ctx context.Context, topic string) error {
+	return fmt.Errorf("delete %q: %w", topic, errors.ErrUnsupported)
+}
+
 func (b *Backplane) Close() error {
 	b.mu.Lock()
 	if b.closed {

@@ -485,6 +485,11 @@ func (b *Backplane) Unsubscribe(ctx context.Context, topic string) error {
 
 // Close implements [fanout.Backplane]. It stops the node's Pub/Sub
 // connection and waits for its goroutine; it does not close the client.
+// Delete implements [fanout.Backplane].
+func (b *Backplane) Delete(ctx context.Context, topic string) error {
+	return fmt.Errorf("delete %q: %w", topic, errors.ErrUnsupported)
+}
+
 func (b *Backplane) Close() error {
 	b.mu.Lock()
 	if b.closed {
