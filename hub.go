@@ -51,9 +51,22 @@ type HubOptions struct {
 	// 300.
 	CommandRate  float64
 	CommandBurst int
+	// CatchUpBytes bounds what a session's subscribes owe it and it has not
+	// read yet: the history replayed to a resuming subscription and the
+	// snapshots, in bytes of payload plus 64 per message. A session that
+	// subscribes to more than it reads is closed with [CloseSlowConsumer].
+	// One subscribe's catch-up is always admitted when nothing else is
+	// owed, so a topic whose state exceeds the budget can still be resumed;
+	// unsubscribing drops what the topic still owed. Default: 16 MiB.
+	CatchUpBytes int
 	// MaxPayload bounds the data of one published message, in bytes.
 	// Default: 64 KiB.
 	MaxPayload int
+	// WriteTimeout bounds every write to a client, on every transport: a
+	// client that takes nothing for that long is closed with
+	// [CloseSlowConsumer] and dropped. A transport may set its own (see
+	// [ConnOptions]). Default: 10s.
+	WriteTimeout time.Duration
 }
 
 func (o *HubOptions) setDefaults() {
@@ -74,6 +87,12 @@ func (o *HubOptions) setDefaults() {
 	}
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = 64 << 10
+	}
+	if o.CatchUpBytes <= 0 {
+		o.CatchUpBytes = 16 << 20
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -106,8 +125,11 @@ type Hub struct {
 
 	done    chan struct{}  // closed by Close: stops the hub's goroutines
 	wg      sync.WaitGroup // the hub's goroutines (gap recovery)
-	goMu    sync.Mutex     // guards stopped and orders wg.Add before wg.Wait
+	goMu    sync.Mutex     // guards stopped and writersStopped, and orders Add before Wait
 	stopped bool
+	// writers counts the sessions' writer goroutines (see Session.Attach).
+	writers        sync.WaitGroup
+	writersStopped bool
 
 	closed atomic.Bool // Close started
 
@@ -303,9 +325,16 @@ func (h *Hub) Close() error {
 		}
 		h.goMu.Lock()
 		h.stopped = true
+		h.writersStopped = true
 		h.goMu.Unlock()
+		// Connections are dropped now: a writer blocked on a client that
+		// does not read returns, and no writer starts again.
+		for _, s := range sessions {
+			s.abort()
+		}
 		close(h.done)
 		h.wg.Wait()
+		h.writers.Wait()
 		h.closeErr = h.bp.Close()
 	})
 	return h.closeErr

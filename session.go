@@ -87,7 +87,7 @@ type Session struct {
 	closing *CloseFrame // set once; no frames are queued afterwards
 
 	notify chan struct{} // capacity 1: there is something for Next
-	ready  atomic.Pointer[func()]
+	writer atomic.Pointer[writer]
 	done   chan struct{} // closed when closing is set
 
 	hub       *Hub
@@ -100,6 +100,8 @@ type Session struct {
 	released   bool
 	tokens     float64
 	lastRefill time.Time
+	pendN      int // live messages waiting in subscriptions' pending
+	pendBytes  int
 
 	_ [64]byte // to 256 bytes
 }
@@ -227,18 +229,24 @@ func (s *Session) Subscribe(ctx context.Context, req SubscribeRequest) error {
 		return fmt.Errorf("fanout: subscribe %q: %w", req.Topic, ErrClosed)
 	}
 	s.pushLocked(Frame{Type: FrameReply, Reply: reply})
+	// What the subscribe owes (history, a snapshot) enters the queue as one
+	// group, under its own budget (see admitLocked).
+	owed := 0
 	for _, f := range first {
-		// History and snapshots are bounded by the backplane's retention,
-		// and may well exceed the queue's limits: they do not count
-		// against them, or a client owed more than a queue's worth could
-		// never resume.
-		s.queue.push(f, true)
+		owed += frameSize(f)
+	}
+	if len(first) > 0 && s.admitLocked(owed, true) {
+		for _, f := range first {
+			s.queue.push(f, frameSize(f), true)
+		}
 	}
 	sub.epoch, sub.last = start.Epoch, start.Seq
 	sub.buffering = false
 	pending := sub.pending
 	sub.pending = nil
 	for _, m := range pending {
+		s.pendN--
+		s.pendBytes -= m.size()
 		sub.deliverLocked(m)
 	}
 	s.mu.Unlock()
@@ -302,7 +310,16 @@ func (s *Session) removeSub(sub *subscription) {
 	s.mu.Lock()
 	if s.subs[sub.topicName] == sub {
 		delete(s.subs, sub.topicName)
+		// What the subscribe owed and the client has not read yet is not
+		// written: the client left the topic. So subscribing and leaving
+		// again and again cannot pile up snapshots.
+		s.queue.dropOwed(sub.topicName)
 	}
+	for _, m := range sub.pending {
+		s.pendN--
+		s.pendBytes -= m.size()
+	}
+	sub.pending = nil
 	t := sub.topic
 	sub.topic = nil
 	s.mu.Unlock()
@@ -356,6 +373,9 @@ func (s *Session) Next(ctx context.Context, buf []Frame) ([]Frame, error) {
 		if s.queue.n > 0 && (s.closing == nil || s.drain) {
 			buf = s.queue.pop(buf, max)
 			s.mu.Unlock()
+			if len(buf) == 0 {
+				continue // only frames dropped after they were queued
+			}
 			return buf, nil
 		}
 		if s.closing != nil {
@@ -388,23 +408,6 @@ func (s *Session) Next(ctx context.Context, buf []Frame) ([]Frame, error) {
 		// one per batch; when nothing else is runnable it returns at once.
 		runtime.Gosched()
 	}
-}
-
-// Notify sets f to be called whenever the session gets something for Next
-// while its queue was empty: a frame queued into an empty queue, or the
-// session closing. It lets a transport run its writer only while there is
-// something to write, instead of blocking in Next: after Next with a done
-// context returned no frame, f is called before Next has frames again.
-// Call Next once after Notify, for what was queued before it. f is called
-// without the session's lock but possibly under the hub's own locks: it
-// must return at once (start a goroutine, signal a channel) and must not
-// call the session. Notify(nil) removes f.
-func (s *Session) Notify(f func()) {
-	if f == nil {
-		s.ready.Store(nil)
-		return
-	}
-	s.ready.Store(&f)
 }
 
 // Close closes the session with code and reason: it queues nothing more,
@@ -465,6 +468,7 @@ func (s *Session) closeLocked(code CloseCode, reason string, drain bool) {
 	for _, sub := range s.subs {
 		sub.pending = nil
 	}
+	s.pendN, s.pendBytes = 0, 0
 	close(s.done)
 }
 
@@ -474,23 +478,60 @@ func (s *Session) signal() {
 	case s.notify <- struct{}{}:
 	default:
 	}
-	if f := s.ready.Load(); f != nil {
-		(*f)()
+	if w := s.writer.Load(); w != nil {
+		w.wake()
 	}
 }
 
-// pushLocked queues f, closing the session as a slow consumer when the queue
-// is full. s.mu must be held.
+// takeClose marks the close frame as written by the session's writer,
+// which wrote a close frame of its own.
+func (s *Session) takeClose() {
+	s.mu.Lock()
+	s.closeSent = true
+	s.queue.reset()
+	s.mu.Unlock()
+}
+
+// abort drops the session's connection, if it has one.
+func (s *Session) abort() {
+	if w := s.writer.Load(); w != nil {
+		w.abort()
+	}
+}
+
+// pushLocked queues a reply. s.mu must be held.
 func (s *Session) pushLocked(f Frame) {
+	if size := frameSize(f); s.admitLocked(size, false) {
+		s.queue.push(f, size, false)
+	}
+}
+
+// admitLocked is the session's one admission rule: every frame enters the
+// queue only after it said yes, and a no closes the session with
+// [CloseSlowConsumer] (after which nothing is queued). s.mu must be held.
+//
+// Live messages and replies, with the live messages that wait while a
+// subscribe reads history (pending), are bounded by QueueMessages and
+// QueueBytes. What subscribes owe (history, snapshots: owed) is bounded by
+// CatchUpBytes on its own, since it may exceed a live queue's worth, but a
+// subscribe's whole catch-up is admitted when nothing else is owed: a topic
+// whose state is larger than the budget can still be resumed, one at a
+// time.
+func (s *Session) admitLocked(size int, owed bool) bool {
 	if s.closing != nil {
-		return
+		return false
 	}
 	o := &s.hub.opts
-	if s.queue.counted >= o.QueueMessages || s.queue.bytes+frameSize(f) > o.QueueBytes {
-		s.closeLocked(CloseSlowConsumer, "", false)
-		return
+	q := &s.queue
+	if owed {
+		if q.owed == 0 || q.owed+size <= o.CatchUpBytes {
+			return true
+		}
+	} else if q.counted+s.pendN < o.QueueMessages && q.bytes+s.pendBytes+size <= o.QueueBytes {
+		return true
 	}
-	s.queue.push(f, false)
+	s.closeLocked(CloseSlowConsumer, "", false)
+	return false
 }
 
 // deliver hands a live message to the subscription.
@@ -510,12 +551,13 @@ func (sub *subscription) deliverLocked(m *Message) {
 	if s.closing != nil {
 		return
 	}
+	size := m.size()
 	if sub.buffering {
-		if len(sub.pending) >= s.hub.opts.QueueMessages {
-			s.closeLocked(CloseSlowConsumer, "", false)
-			return
+		if s.admitLocked(size, false) {
+			sub.pending = append(sub.pending, m)
+			s.pendN++
+			s.pendBytes += size
 		}
-		sub.pending = append(sub.pending, m)
 		return
 	}
 	p := m.Position
@@ -527,13 +569,9 @@ func (sub *subscription) deliverLocked(m *Message) {
 		return
 	}
 	sub.epoch, sub.last = p.Epoch, p.Seq
-	size := m.size()
-	o := &s.hub.opts
-	if s.queue.counted >= o.QueueMessages || s.queue.bytes+size > o.QueueBytes {
-		s.closeLocked(CloseSlowConsumer, "", false)
-		return
+	if s.admitLocked(size, false) {
+		s.queue.pushEntry(queued{msg: m, size: int32(size)})
 	}
-	s.queue.pushEntry(queued{msg: m, size: size})
 }
 
 func frameSize(f Frame) int {
@@ -551,30 +589,29 @@ func frameSize(f Frame) int {
 }
 
 // queued is one entry of a session's queue: a message (the common case, kept
-// small) or another frame. Its size is zero when it does not count against
-// the queue's limits.
+// small) or another frame, and what it costs. An entry with neither is a
+// frame dropped after it was queued.
 type queued struct {
 	msg   *Message
 	other *Frame
-	size  int
+	size  int32
+	owed  bool // counts against the catch-up budget, not the live limits
 }
 
 // frameQueue is a growable ring of frames. Its length is zero or a power of
-// two. counted and bytes measure the entries that count against the
-// session's limits.
+// two. counted and bytes measure the live entries (messages and replies),
+// owed the bytes of the catch-up entries (history and snapshots).
 type frameQueue struct {
 	buf     []queued
 	head    int
 	n       int
 	counted int
 	bytes   int
+	owed    int
 }
 
-func (q *frameQueue) push(f Frame, exempt bool) {
-	var e queued
-	if !exempt {
-		e.size = frameSize(f)
-	}
+func (q *frameQueue) push(f Frame, size int, owed bool) {
+	e := queued{size: int32(size), owed: owed}
 	if f.Type == FrameMessage {
 		e.msg = f.Message
 	} else {
@@ -593,9 +630,29 @@ func (q *frameQueue) pushEntry(e queued) {
 	}
 	q.buf[(q.head+q.n)&(len(q.buf)-1)] = e
 	q.n++
-	if e.size > 0 {
+	if e.owed {
+		q.owed += int(e.size)
+	} else {
 		q.counted++
-		q.bytes += e.size
+		q.bytes += int(e.size)
+	}
+}
+
+// dropOwed drops the catch-up entries of topic that are still queued.
+func (q *frameQueue) dropOwed(topic string) {
+	if q.owed == 0 {
+		return
+	}
+	mask := len(q.buf) - 1
+	for i := 0; i < q.n; i++ {
+		e := &q.buf[(q.head+i)&mask]
+		if !e.owed || (e.msg == nil && e.other == nil) {
+			continue
+		}
+		if (e.msg != nil && e.msg.Topic == topic) || (e.other != nil && e.other.Snapshot != nil && e.other.Snapshot.Topic == topic) {
+			q.owed -= int(e.size)
+			e.msg, e.other, e.size = nil, nil, 0
+		}
 	}
 }
 
@@ -604,21 +661,24 @@ func (q *frameQueue) pop(dst []Frame, max int) []Frame {
 	popped := len(dst)
 	for q.n > 0 && len(dst) < max {
 		e := &q.buf[q.head]
-		if e.msg != nil {
+		switch {
+		case e.msg != nil:
 			dst = append(dst, Frame{Type: FrameMessage, Message: e.msg})
-		} else {
+		case e.other != nil:
 			dst = append(dst, *e.other)
 		}
-		if e.size > 0 {
+		if e.owed {
+			q.owed -= int(e.size)
+		} else {
 			q.counted--
-			q.bytes -= e.size
+			q.bytes -= int(e.size)
 		}
 		*e = queued{}
 		q.head = (q.head + 1) & mask
 		q.n--
 	}
 	if q.n == 0 {
-		q.head, q.counted, q.bytes = 0, 0, 0
+		q.head, q.counted, q.bytes, q.owed = 0, 0, 0, 0
 		if len(q.buf) > 256 && len(dst)-popped < len(q.buf)/8 {
 			// The burst that grew the ring is over: give its memory back.
 			// A ring that still fills up is kept, so that steady traffic
@@ -630,5 +690,5 @@ func (q *frameQueue) pop(dst []Frame, max int) []Frame {
 }
 
 func (q *frameQueue) reset() {
-	q.buf, q.head, q.n, q.counted, q.bytes = nil, 0, 0, 0, 0
+	q.buf, q.head, q.n, q.counted, q.bytes, q.owed = nil, 0, 0, 0, 0, 0
 }

@@ -13,9 +13,11 @@ func AppendFrame(b []byte, f fanout.Frame) ([]byte, error) { return appendFrame(
 // Protobuf exposes the message encoding.
 var Protobuf = protobuf
 
-// RunWriter runs a stream's writer for sess until it ends.
+// RunWriter attaches a stream to sess and waits until it ends.
 func RunWriter(ctx context.Context, s *Server, sess *fanout.Session, send func(*fanoutv1.Frames) error) error {
-	return s.newWriter(sess, send).run(ctx)
+	st := s.newStream(sess, send)
+	s.attach(st, nil)
+	return st.wait(ctx)
 }
 
 // Command executes one Connect command on sess.

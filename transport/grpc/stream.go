@@ -48,26 +48,26 @@ func (ss subscribeService) Subscribe(req *fanoutv1.SubscribeRequest, stream grpc
 	if err != nil {
 		return errStatus(err)
 	}
-	w := s.newWriter(sess, stream.Send)
-	defer w.end(ctx)
+	defer sess.Close(fanout.CloseGoingAway, "")
+	st := s.newStream(sess, stream.Send)
 	topics := make([]string, len(req.Subscriptions))
 	for i, sub := range req.Subscriptions {
 		topics[i] = sub.Topic
 	}
-	w.follow(topics)
+	s.attach(st, topics)
 	for _, sub := range req.Subscriptions {
 		if !sess.Allow() {
 			sess.Close(fanout.CloseRateLimited, "")
-			return errStatus(fmt.Errorf("%w: too many subscriptions at once", fanout.ErrRateLimited))
+			st.finish(errStatus(fmt.Errorf("%w: too many subscriptions at once", fanout.ErrRateLimited)))
+			break
 		}
 		if err := sess.Subscribe(ctx, subscribeRequest("", sub)); err != nil {
-			return errStatus(err)
-		}
-		if done, err := w.flush(); done {
-			return err
+			st.finish(errStatus(err))
+			sess.Close(fanout.CloseNormal, "subscribe failed")
+			break
 		}
 	}
-	return w.run(ctx)
+	return st.wait(ctx)
 }
 
 // Connect serves a bidirectional stream: the handler goroutine writes, and a
@@ -84,7 +84,8 @@ func (ss subscribeService) Connect(stream grpc.BidiStreamingServer[fanoutv1.Comm
 	if err != nil {
 		return errStatus(err)
 	}
-	w := s.newWriter(sess, stream.Send)
+	st := s.newStream(sess, stream.Send)
+	s.attach(st, nil)
 
 	cmdCtx, cancel := context.WithCancel(ctx)
 	reading := make(chan struct{})
@@ -93,9 +94,9 @@ func (ss subscribeService) Connect(stream grpc.BidiStreamingServer[fanoutv1.Comm
 		read(cmdCtx, stream, sess)
 	}()
 
-	err = w.run(ctx)
+	err = st.wait(ctx)
 	cancel()
-	w.end(ctx) // commands still running fail fast on the closed session
+	sess.Close(fanout.CloseGoingAway, "") // commands still running fail fast on the closed session
 	select {
 	case <-reading:
 	case <-ctx.Done():

@@ -152,8 +152,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s := &stream{h: h, w: w, rc: http.NewResponseController(w), sess: sess, cur: topics, snapshot: snapshot}
-	code, reason := s.run(ctx, r.ProtoMajor == 1 && r.ProtoMinor == 1)
-	sess.Close(code, reason)
+	s.run(ctx, r.ProtoMajor == 1 && r.ProtoMinor == 1, subs)
+	sess.Close(fanout.CloseGoingAway, "")
 }
 
 // canFlush reports whether w, or a ResponseWriter it wraps, can flush, as
@@ -263,18 +263,11 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Write(append(b, '\n'))
 }
 
-// endReason is the reason of the close event that ends a stream whose
-// topics all delivered their final message.
-const endReason = "topic ended"
-
-// topicEnded is the close frame of a stream whose topics all ended: the
-// client has nothing more to wait for, so it must not reconnect.
-var topicEnded = fanout.Frame{Type: fanout.FrameClose, Close: &fanout.CloseFrame{Code: fanout.CloseNormal, Reason: endReason}}
-
-// run writes the stream until the session ends, every topic of the stream
-// delivered its final message, or the client goes away, and returns the
-// code and reason to close the session with.
-func (s *stream) run(ctx context.Context, http11 bool) (fanout.CloseCode, string) {
+// run starts the stream and hands it to the session's writer, which the hub
+// runs; it returns once the writer is done with the stream: the session
+// closed, every topic of the stream delivered its final message, a write
+// failed or timed out, or the client went away.
+func (s *stream) run(ctx context.Context, http11 bool, subs []fanout.SubscribeRequest) {
 	hd := s.w.Header()
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("Cache-Control", "no-cache")
@@ -289,89 +282,85 @@ func (s *stream) run(ctx context.Context, http11 bool) (fanout.CloseCode, string
 	s.buf = strconv.AppendInt(s.buf, s.h.opts.Retry.Milliseconds(), 10)
 	s.buf = append(s.buf, "\n\n"...)
 
-	hb := s.h.opts.HeartbeatInterval
-	frames := make([]fanout.Frame, 0, 256)
-	lastWrite := time.Now()
-	var wait deadline
-	wait.reset(ctx, lastWrite.Add(hb))
-	defer func() { wait.cancel() }()
-	for {
-		var err error
-		frames, err = s.sess.Next(wait.ctx, frames)
-		if err != nil {
-			if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-				return fanout.CloseGoingAway, ""
-			}
-			// The heartbeat deadline passed.
-			if now := time.Now(); now.Sub(lastWrite) >= hb {
-				s.buf = append(s.buf, ": heartbeat\n\n"...)
-				if !s.flush() {
-					return fanout.CloseGoingAway, ""
-				}
-				lastWrite = now
-			}
-			wait.reset(ctx, lastWrite.Add(hb))
-			continue
-		}
-		closed, ended := false, false
-		for _, f := range frames {
-			if closed = f.Type == fanout.FrameClose; closed {
-				s.frame(f)
-				break
-			}
-			if ended = s.frame(f); ended {
-				// The last open topic delivered its final message: the
-				// rest of the batch can only be what its topics
-				// published after their end.
-				s.frame(topicEnded)
-				break
-			}
-		}
-		clear(frames) // drop the references to messages
-		if !s.flush() {
-			return fanout.CloseGoingAway, ""
-		}
-		switch {
-		case closed:
-			return fanout.CloseNormal, "" // the session's own code was set first
-		case ended:
-			return fanout.CloseNormal, endReason
-		}
-		lastWrite = time.Now()
+	topics := make([]string, len(subs))
+	for i, sub := range subs {
+		topics[i] = sub.Topic
+	}
+	s.sess.Attach(s, &fanout.ConnOptions{Heartbeat: s.h.opts.HeartbeatInterval, EndAfterFinal: topics})
+	select {
+	case <-s.sess.Detached():
+	case <-ctx.Done():
+		// The client went away: the writer writes the close event into
+		// the void, or gives up at its deadline.
+		s.sess.Close(fanout.CloseGoingAway, "")
+		<-s.sess.Detached()
 	}
 }
 
-// deadline is a context that ends at the next heartbeat. The stream makes
-// a new one only when a heartbeat interval passed, not per batch.
-type deadline struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-}
-
-func (d *deadline) reset(parent context.Context, t time.Time) {
-	if d.cancel != nil {
-		d.cancel()
+// WriteFrames implements [fanout.Conn].
+func (s *stream) WriteFrames(frames []fanout.Frame, deadline time.Time) error {
+	s.setDeadline(deadline)
+	for _, f := range frames {
+		s.frame(f)
 	}
-	d.ctx, d.cancel = context.WithDeadline(parent, t)
+	return s.flush()
 }
 
-// frame appends one event, writing out the buffer when it grows large. It
-// reports whether the event ended the stream's last open topic: a message
-// published [fanout.WithFinal], or a snapshot that holds one. Messages and
-// snapshots of a topic that ended are left out.
-func (s *stream) frame(f fanout.Frame) (ended bool) {
+// WriteHeartbeat implements [fanout.Conn] with a comment line.
+func (s *stream) WriteHeartbeat(deadline time.Time) error {
+	s.setDeadline(deadline)
+	s.buf = append(s.buf, ": heartbeat\n\n"...)
+	return s.flush()
+}
+
+// WriteClose implements [fanout.Conn] with a close event; the response
+// ends when the handler returns.
+func (s *stream) WriteClose(frames []fanout.Frame, cf *fanout.CloseFrame, deadline time.Time) error {
+	s.setDeadline(deadline)
+	for _, f := range frames {
+		s.frame(f)
+	}
+	s.frame(fanout.Frame{Type: fanout.FrameClose, Close: cf})
+	if err := s.flush(); err != nil {
+		return err
+	}
+	// What is left to write is the end of the response: the deadline
+	// must not outlive the stream on a connection that serves on.
+	s.rc.SetWriteDeadline(time.Time{})
+	return nil
+}
+
+// Abort implements [fanout.Conn]: a deadline in the past fails the write
+// in progress and every later one (HTTP/2 resets the stream).
+func (s *stream) Abort() {
+	s.rc.SetWriteDeadline(time.Unix(1, 0))
+}
+
+// setDeadline bounds the writes that follow. A ResponseWriter that cannot
+// set deadlines (ErrNotSupported from a middleware that hides them) leaves
+// the writes unbounded, as before.
+func (s *stream) setDeadline(t time.Time) {
+	if s.err == nil {
+		s.rc.SetWriteDeadline(t)
+	}
+}
+
+// frame appends one event, writing out the buffer when it grows large. A
+// message published [fanout.WithFinal], or a snapshot that holds one, marks
+// its topic ended in the stream's ids. Messages and snapshots of a topic
+// that ended are left out (the session's writer drops them too).
+func (s *stream) frame(f fanout.Frame) {
 	b := s.buf
 	switch f.Type {
 	case fanout.FrameMessage:
 		m := f.Message
 		if i, ok := s.cur.index[m.Topic]; ok {
 			if s.cur.ended[i] {
-				return false
+				return
 			}
 			s.cur.setPos(i, m.Position)
 			if m.Final() {
 				s.cur.end(i)
-				ended = s.cur.open == 0
 			}
 		}
 		b = append(b, "event: msg\nid: "...)
@@ -394,12 +383,11 @@ func (s *stream) frame(f fanout.Frame) (ended bool) {
 	case fanout.FrameSnapshot:
 		if i, ok := s.cur.index[f.Snapshot.Topic]; ok {
 			if s.cur.ended[i] {
-				return false
+				return
 			}
 			s.cur.setPos(i, f.Snapshot.Position)
 			if slices.ContainsFunc(f.Snapshot.Items, (*fanout.Message).Final) {
 				s.cur.end(i)
-				ended = s.cur.open == 0
 			}
 		}
 		b = append(b, "event: snapshot\nid: "...)
@@ -414,7 +402,6 @@ func (s *stream) frame(f fanout.Frame) (ended bool) {
 	if len(s.buf) >= writeChunk {
 		s.write()
 	}
-	return ended
 }
 
 // appendData appends data as data lines and ends the event. The JSON
@@ -455,12 +442,12 @@ func (s *stream) write() {
 	s.buf = s.buf[:0]
 }
 
-// flush writes out the buffer and flushes the response; it reports
-// whether the client can still be written to.
-func (s *stream) flush() bool {
+// flush writes out the buffer and flushes the response; it returns the
+// first write error.
+func (s *stream) flush() error {
 	s.write()
 	if s.err == nil {
 		s.err = s.rc.Flush()
 	}
-	return s.err == nil
+	return s.err
 }
