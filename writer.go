@@ -125,11 +125,20 @@ type writer struct {
 	// messages; only the writer goroutine uses it. Nil otherwise.
 	open map[string]bool
 
+	// aborted is set when the connection was aborted from outside the
+	// writer; hungUp when the transport saw the client go away.
+	aborted atomic.Bool
+	hungUp  atomic.Bool
+
 	// detached is closed when the writer is done with the connection: the
 	// close frame is written, a write failed, or the connection was
-	// aborted.
-	detached   chan struct{}
-	detachOnce sync.Once
+	// aborted. Only the writer goroutine detaches, once out of the Conn's
+	// methods, or wake when no writer goroutine may start.
+	detached chan struct{}
+	mu       sync.Mutex // guards isDetached; held while Abort runs
+	// isDetached is set when detached is closed: Abort is never called
+	// afterwards, when the transport may have released the connection.
+	isDetached bool
 }
 
 // Attach makes the hub write the session's frames to c: from now on a
@@ -188,8 +197,9 @@ func (w *writer) wake() {
 		case writerIdle:
 			if w.state.CompareAndSwap(writerIdle, writerRunning) {
 				if !w.s.hub.startWriter() {
+					// The hub has closed, and aborted the connection.
 					w.state.Store(writerDone)
-					w.abort()
+					w.detach()
 					return
 				}
 				go w.run()
@@ -279,10 +289,9 @@ func (w *writer) heartbeat() {
 // or a heartbeat when one is due and nothing is queued. It reports whether
 // it wrote anything, and false for ok when the connection is finished.
 func (w *writer) writeBatch() (wrote, ok bool) {
-	select {
-	case <-w.detached:
-		return false, false // aborted
-	default:
+	if w.aborted.Load() {
+		w.detach()
+		return false, false
 	}
 	s := w.s
 	fp := framePool.Get().(*[]Frame)
@@ -304,6 +313,12 @@ func (w *writer) writeBatch() (wrote, ok bool) {
 		if errors.Is(err, ErrClosed) {
 			w.detach() // the close frame was written
 			return false, false
+		}
+		if w.hungUp.Load() {
+			// The client went away while nothing was being written: the
+			// close goes out into the void, or fails.
+			s.Close(CloseGoingAway, "")
+			return true, true
 		}
 		if w.beatDue.Swap(false) {
 			return true, w.done(w.c.WriteHeartbeat(w.deadline()), nil)
@@ -336,7 +351,10 @@ func (w *writer) done(err error, cf *CloseFrame) bool {
 		} else {
 			w.s.Close(CloseGoingAway, "write failed")
 		}
-		w.abort()
+		w.mu.Lock()
+		w.c.Abort()
+		w.mu.Unlock()
+		w.detach()
 		return false
 	}
 	if cf != nil {
@@ -385,19 +403,43 @@ func (w *writer) filterEnded(batch []Frame) []Frame {
 	return out
 }
 
-// abort drops the connection and detaches.
+// abort drops the connection at once, unless the writer is done with it
+// already; the writer goroutine then detaches as soon as it is out of the
+// connection's methods.
 func (w *writer) abort() {
+	w.mu.Lock()
+	if w.isDetached {
+		w.mu.Unlock()
+		return
+	}
+	w.aborted.Store(true)
 	w.c.Abort()
-	w.detach()
+	w.mu.Unlock()
+	w.wake()
+}
+
+// Hangup tells the session's writer that the transport saw its client go
+// away (a request's context ended, a read failed). A write in progress
+// finishes and says why it failed; an idle session is closed with
+// [CloseGoingAway]. Either way [Session.Detached] follows.
+func (s *Session) Hangup() {
+	if w := s.writer.Load(); w != nil {
+		w.hungUp.Store(true)
+		w.wake()
+	}
 }
 
 func (w *writer) detach() {
-	w.detachOnce.Do(func() {
-		if w.beat != nil {
-			w.beat.Stop()
-		}
-		close(w.detached)
-	})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.isDetached {
+		return
+	}
+	w.isDetached = true
+	if w.beat != nil {
+		w.beat.Stop()
+	}
+	close(w.detached)
 }
 
 // startWriter counts a writer goroutine that is about to start; it reports

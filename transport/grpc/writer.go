@@ -56,7 +56,7 @@ func (st *stream) wait(ctx context.Context) error {
 	case <-st.end:
 	case <-ctx.Done():
 		st.finish(errStatus(ctx.Err()))
-		st.sess.Close(fanout.CloseGoingAway, "")
+		st.sess.Hangup()
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -75,6 +75,9 @@ func (st *stream) finish(status error) {
 	close(st.end)
 }
 
+// writeTimedOut is the close reason of a call whose send timed out.
+const writeTimedOut = "write timed out"
+
 // errWriteTimedOut is what a send that outlived its deadline returns.
 var errWriteTimedOut = fmt.Errorf("send: %w", os.ErrDeadlineExceeded)
 
@@ -85,7 +88,10 @@ func (st *stream) timedOut() {
 	sending := st.sending
 	st.mu.Unlock()
 	if sending {
-		st.finish(closeStatus(&fanout.CloseFrame{Code: fanout.CloseSlowConsumer, Reason: "write timed out", Reconnect: true}))
+		// Said here, first: the handler releases the session as it
+		// returns, before the send returns and the writer could say it.
+		st.sess.Close(fanout.CloseSlowConsumer, writeTimedOut)
+		st.finish(closeStatus(&fanout.CloseFrame{Code: fanout.CloseSlowConsumer, Reason: writeTimedOut, Reconnect: true}))
 	}
 }
 

@@ -94,8 +94,11 @@ func (tr *transport) Dial(ctx context.Context, o transporttest.DialOptions) (tra
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
+		// The refusal's body is read before the request's context ends:
+		// a cancelled HTTP/2 stream drops what it has not read yet.
+		err := refusal(resp)
 		cancel()
-		return nil, refusal(resp)
+		return nil, err
 	}
 	return startClient(resp, cancel), nil
 }

@@ -290,9 +290,8 @@ func (s *stream) run(ctx context.Context, http11 bool, subs []fanout.SubscribeRe
 	select {
 	case <-s.sess.Detached():
 	case <-ctx.Done():
-		// The client went away: the writer writes the close event into
-		// the void, or gives up at its deadline.
-		s.sess.Close(fanout.CloseGoingAway, "")
+		// The client went away, or a write failed: the writer says which.
+		s.sess.Hangup()
 		<-s.sess.Detached()
 	}
 }
