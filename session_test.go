@@ -236,4 +236,3 @@ func TestResumeLongerThanQueue(t *testing.T) {
 		}
 	}
 }
-

@@ -24,9 +24,12 @@
 //
 // # Streams
 //
-// Each stream is one [fanout.Session]. Its handler goroutine is its only
-// writer: it sends what [fanout.Session.Next] returns as one Frames message
-// per batch, so that frames queued together travel together. A message is
+// Each stream is one [fanout.Session], written by the session's writer,
+// which the hub runs ([fanout.Session.Attach]): each batch goes out as one
+// Frames message (or several, past [Options.MaxBatchBytes]), so that frames
+// queued together travel together. A send that a client does not take
+// within [fanout.HubOptions.WriteTimeout] ends the call with the 4001 status
+// below, as on the other transports. A message is
 // encoded to protobuf once, however many streams carry it; each stream's
 // Frames message is assembled from those cached bytes without marshalling
 // the message again.
