@@ -122,6 +122,7 @@ func (c *conn) WriteClose(frames []fanout.Frame, cf *fanout.CloseFrame, deadline
 // Abort implements [fanout.Conn].
 func (c *conn) Abort() {
 	c.cancel()
+	c.nc.drop()
 	c.ws.CloseNow()
 }
 

@@ -22,6 +22,33 @@ type corkConn struct {
 	mu       sync.Mutex
 	buf      *[]byte // the collected writes while corked; nil otherwise
 	deadline bool    // flush left a write deadline on Conn
+	dropped  bool    // Close drops what was collected
+}
+
+// closeFlushTimeout bounds how long Close writes what was collected.
+const closeFlushTimeout = time.Second
+
+// Close closes the connection after writing what was collected: when the
+// library closes the connection itself (a close frame after a protocol
+// error or a message too large) while the writer has it corked, the close
+// frame sits among the collected bytes. After drop, it closes at once.
+func (c *corkConn) Close() error {
+	c.mu.Lock()
+	if b := c.buf; b != nil && len(*b) > 0 && !c.dropped {
+		if c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout)) == nil {
+			c.Conn.Write(*b)
+		}
+		*b = (*b)[:0]
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// drop makes Close close at once, without writing what was collected.
+func (c *corkConn) drop() {
+	c.mu.Lock()
+	c.dropped = true
+	c.mu.Unlock()
 }
 
 // Write writes p, or collects it while corked.
