@@ -122,3 +122,7 @@ func (c CloseCode) String() string {
 	}
 	return fmt.Sprintf("close code %d", int(c))
 }
+
+func HTTPStatus(err error) int                                { return 0 }
+func ErrorMessage(err error) string                           { return "" }
+func WriteError(w interface{}, status int, err error)        {}

@@ -19,6 +19,7 @@ type PublishHandlerOptions struct {
 	// MaxBodyBytes bounds a request body, in bytes; a larger body gets 413.
 	// Default: 1 MiB. The hub's MaxPayload bounds the payload itself.
 	MaxBodyBytes int64
+	CookieOrigins []string
 }
 
 // MaxIdempotencyKeyLength bounds the idempotency key of an HTTP publish, in
