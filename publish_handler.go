@@ -45,7 +45,9 @@ const MaxIdempotencyKeyLength = 256
 // to hub over HTTP, for producers written in any language. Mount it on a
 // path without a method ("/publish", not "POST /publish"), so that it
 // answers other methods itself with the JSON error body below: for a
-// pattern with a method, net/http answers them with a plain-text 405.
+// pattern with a method, net/http answers them with a plain-text 405. (In
+// a ServeMux, "/publish" conflicts with a pattern such as "GET /" that has
+// a method and a shorter path: register that one as "/".)
 //
 // A request is a POST with a JSON body and the header "Content-Type:
 // application/json" (the only parameter allowed is charset=utf-8):
