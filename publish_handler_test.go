@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -468,4 +470,64 @@ func TestPublishHandlerTypeErrorMessage(t *testing.T) {
 	if a.Error == nil || a.Error.Code != "bad_request" || !strings.Contains(a.Error.Message, "topic") {
 		t.Errorf("topic of the wrong type: got %+v, want bad_request naming topic", a.Error)
 	}
+}
+
+// FuzzPublishHandlerHeaders sends any Content-Type, Origin, Sec-Fetch-Site
+// and credentials: the handler answers one of its documented statuses with
+// the JSON body, publishes only an application/json body, and never takes
+// the cookie from another origin.
+func FuzzPublishHandlerHeaders(f *testing.F) {
+	f.Add("application/json", "", "", "", "access_token=svc")
+	f.Add("application/json; charset=utf-8", "https://evil.example", "", "", "access_token=svc")
+	f.Add("text/plain", "https://evil.example", "cross-site", "", "access_token=svc")
+	f.Add("application/json", "http://example.com", "same-origin", "Bearer svc", "")
+	f.Add("Application/JSON; charset=\"UTF-8\"", "null", "cross-site", "bearer svc", "access_token=svc")
+	hub, err := fanout.NewHub(&fanout.HubOptions{
+		Authenticate: func(_ context.Context, c *fanout.Credentials) (fanout.Principal, error) {
+			if c.Token != "svc" {
+				return fanout.Principal{}, errors.New("unknown service")
+			}
+			return fanout.Principal{ID: "svc"}, nil
+		},
+		Authorize: func(context.Context, fanout.Principal, string, fanout.Action) error { return nil },
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { hub.Close() })
+	h := fanout.NewPublishHandler(hub, nil)
+	f.Fuzz(func(t *testing.T, ct, origin, fetchSite, authz, cookie string) {
+		r := httptest.NewRequest("POST", "http://example.com/publish", strings.NewReader(`{"topic":"f","data":1}`))
+		for k, v := range map[string]string{"Content-Type": ct, "Origin": origin, "Sec-Fetch-Site": fetchSite, "Authorization": authz, "Cookie": cookie} {
+			if v != "" {
+				r.Header.Set(k, v)
+			}
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("got Content-Type %q, want application/json", w.Header().Get("Content-Type"))
+		}
+		switch w.Code {
+		case 200:
+			mt, _, err := mime.ParseMediaType(ct)
+			if err != nil || mt != "application/json" {
+				t.Fatalf("Content-Type %q: published, want 415", ct)
+			}
+			if fanout.CredentialsFromRequest(r, "http").Token == "svc" && !strings.HasPrefix(strings.ToLower(authz), "bearer ") &&
+				(fetchSite == "cross-site" || origin != "" && !sameHost(origin, "example.com")) {
+				t.Fatalf("origin %q, Sec-Fetch-Site %q: published with the cookie's credentials, want 403", origin, fetchSite)
+			}
+		case 401, 403, 415:
+		default:
+			t.Fatalf("got status %d (%s)", w.Code, w.Body)
+		}
+	})
+}
+
+// sameHost reports whether origin names host, as a browser's Origin
+// header of a page of that host does.
+func sameHost(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -337,4 +338,65 @@ func TestBearerCaseInsensitive(t *testing.T) {
 		c.reply(`{"type":"ping","id":"p"}`)
 		c.c.Close(websocket.StatusNormalClosure, "")
 	}
+}
+
+// FuzzHandshake sends handshake requests with any method and headers: a
+// refusal carries the JSON error body, and the authenticator never sees a
+// request of a foreign origin.
+func FuzzHandshake(f *testing.F) {
+	f.Add("GET", "Upgrade", "websocket", "13", "dGhlIHNhbXBsZSBub25jZQ==", "")
+	f.Add("GET", "keep-alive, Upgrade", "WebSocket", "13", "dGhlIHNhbXBsZSBub25jZQ==", "https://evil.example")
+	f.Add("POST", "Upgrade", "websocket", "8", "", "http://example.com")
+	f.Add("GET", "close", "h2c", "13", "short", "null")
+	var foreign atomic.Int64
+	hub, err := fanout.NewHub(&fanout.HubOptions{
+		Authenticate: func(_ context.Context, c *fanout.Credentials) (fanout.Principal, error) {
+			if o := c.Header.Get("Origin"); o != "" && o != "http://example.com" {
+				foreign.Add(1)
+			}
+			return fanout.Principal{}, nil
+		},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := fws.New(hub, nil)
+	f.Cleanup(func() { hub.Close(); h.Close() })
+	f.Fuzz(func(t *testing.T, method, connection, upgrade, version, key, origin string) {
+		if !validMethod(method) {
+			return // not a request net/http would serve
+		}
+		r, err := http.NewRequest(method, "http://example.com/", nil)
+		if err != nil {
+			return
+		}
+		for k, v := range map[string]string{"Connection": connection, "Upgrade": upgrade, "Sec-WebSocket-Version": version, "Sec-WebSocket-Key": key, "Origin": origin} {
+			if v != "" {
+				r.Header.Set(k, v)
+			}
+		}
+		// A recorder cannot be hijacked: a handshake that passes every
+		// check fails in the WebSocket library, after its 101.
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusSwitchingProtocols && w.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("status %d: got Content-Type %q, want application/json", w.Code, w.Header().Get("Content-Type"))
+		}
+		if n := foreign.Load(); n != 0 {
+			t.Fatalf("origin %q: the authenticator ran", origin)
+		}
+	})
+}
+
+// validMethod reports whether m is an HTTP token.
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for _, c := range m {
+		if c <= ' ' || c >= 0x7f || strings.ContainsRune(`()<>@,;:\"/[]?={}`, c) {
+			return false
+		}
+	}
+	return true
 }
