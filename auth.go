@@ -91,11 +91,14 @@ func (a Action) String() string {
 }
 
 // Authenticator turns credentials into a principal, or returns an error
-// (wrapped into [ErrUnauthenticated] by the hub). It may be called
-// concurrently.
+// (wrapped into [ErrUnauthenticated] by the hub). The client reads the
+// error's text ("unauthenticated: token expired"), so it should say what
+// is wrong with the credentials, not how checking them failed. It may be
+// called concurrently.
 type Authenticator func(ctx context.Context, c *Credentials) (Principal, error)
 
 // Authorizer allows or denies an action on a topic by returning nil or an
-// error (wrapped into [ErrForbidden] by the hub). It may be called
+// error (wrapped into [ErrForbidden] by the hub, whose text the client
+// reads). It may be called
 // concurrently, once per subscribe or publish, so it should be fast.
 type Authorizer func(ctx context.Context, p Principal, topic string, a Action) error
