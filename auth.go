@@ -98,7 +98,7 @@ func (a Action) String() string {
 type Authenticator func(ctx context.Context, c *Credentials) (Principal, error)
 
 // Authorizer allows or denies an action on a topic by returning nil or an
-// error (wrapped into [ErrForbidden] by the hub, whose text the client
-// reads). It may be called
-// concurrently, once per subscribe or publish, so it should be fast.
+// error (wrapped into [ErrForbidden] by the hub; the client reads its
+// text). It may be called concurrently, once per subscribe or publish, so
+// it should be fast.
 type Authorizer func(ctx context.Context, p Principal, topic string, a Action) error
