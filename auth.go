@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"net/http"
+	"strings"
 )
 
 // Principal is who a session or a publisher acts as, as established by the
@@ -35,13 +36,36 @@ type Credentials struct {
 // CredentialsFromRequest extracts credentials from an HTTP request in the
 // documented order of [Credentials.Token].
 func CredentialsFromRequest(r *http.Request, transport string) *Credentials {
-	c := &Credentials{Header: r.Header, Request: r, Transport: transport}
-	if a := r.Header.Get("Authorization"); len(a) > 7 && (a[:7] == "Bearer " || a[:7] == "bearer ") {
-		c.Token = a[7:]
-	} else if t := r.URL.Query().Get("token"); t != "" {
+	c, _ := credentialsFromRequest(r, transport)
+	return c
+}
+
+// credentialsFromRequest is CredentialsFromRequest, and reports whether
+// the token came from the access_token cookie: a credential that a browser
+// attaches to requests that pages of other sites make.
+func credentialsFromRequest(r *http.Request, transport string) (c *Credentials, fromCookie bool) {
+	c = CredentialsFromHeader(r.Header, transport)
+	c.Request = r
+	if c.Token != "" {
+		return c, false
+	}
+	if t := r.URL.Query().Get("token"); t != "" {
 		c.Token = t
-	} else if ck, err := r.Cookie("access_token"); err == nil {
+	} else if ck, err := r.Cookie("access_token"); err == nil && ck.Value != "" {
 		c.Token = ck.Value
+		return c, true
+	}
+	return c, false
+}
+
+// CredentialsFromHeader returns credentials with the headers h (HTTP
+// headers, or gRPC metadata in canonical form) and the token of its
+// "Authorization: Bearer" header, the scheme matched in any case (RFC
+// 7235).
+func CredentialsFromHeader(h http.Header, transport string) *Credentials {
+	c := &Credentials{Header: h, Transport: transport}
+	if scheme, tok, ok := strings.Cut(h.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		c.Token = strings.TrimSpace(tok)
 	}
 	return c
 }
@@ -67,11 +91,14 @@ func (a Action) String() string {
 }
 
 // Authenticator turns credentials into a principal, or returns an error
-// (wrapped into [ErrUnauthenticated] by the hub). It may be called
-// concurrently.
+// (wrapped into [ErrUnauthenticated] by the hub). The client reads the
+// error's text ("unauthenticated: token expired"), so it should say what
+// is wrong with the credentials, not how checking them failed. It may be
+// called concurrently.
 type Authenticator func(ctx context.Context, c *Credentials) (Principal, error)
 
 // Authorizer allows or denies an action on a topic by returning nil or an
-// error (wrapped into [ErrForbidden] by the hub). It may be called
-// concurrently, once per subscribe or publish, so it should be fast.
+// error (wrapped into [ErrForbidden] by the hub; the client reads its
+// text). It may be called concurrently, once per subscribe or publish, so
+// it should be fast.
 type Authorizer func(ctx context.Context, p Principal, topic string, a Action) error

@@ -1,8 +1,11 @@
 package fanout
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 )
 
 // Errors returned by the hub, its sessions and backplanes. Match them with
@@ -32,34 +35,108 @@ var (
 	ErrUnavailable = errors.New("fanout: backplane unavailable")
 )
 
+// The error table: for each library error, its wire code and what an HTTP
+// answer carries. Transports take all of it from here, through
+// [ErrorCode], [ErrorMessage], [HTTPStatus] and [WriteError]; gRPC maps
+// the wire code to its own status codes.
+var errorTable = []struct {
+	err    error
+	code   string
+	status int
+	header string // a header every answer with this error carries: "Name: value"
+}{
+	{ErrInvalidTopic, "invalid_topic", http.StatusBadRequest, ""},
+	{ErrUnauthenticated, "unauthenticated", http.StatusUnauthorized, "WWW-Authenticate: Bearer"},
+	{ErrForbidden, "forbidden", http.StatusForbidden, ""},
+	{ErrAlreadySubscribed, "already_subscribed", http.StatusConflict, ""},
+	{ErrNotSubscribed, "not_subscribed", http.StatusConflict, ""},
+	{ErrTooManySubscriptions, "too_many_subscriptions", http.StatusBadRequest, ""},
+	{ErrRateLimited, "rate_limited", http.StatusTooManyRequests, ""},
+	{ErrTooLarge, "too_large", http.StatusRequestEntityTooLarge, ""},
+	{ErrBadRequest, "bad_request", http.StatusBadRequest, ""},
+	{ErrUnavailable, "unavailable", http.StatusServiceUnavailable, retryAfter},
+	{ErrClosed, "closed", http.StatusServiceUnavailable, retryAfter},
+}
+
+// retryAfter is the Retry-After of an answer that asks the client to come
+// back: a server shutting down (closed) or a backplane that cannot be
+// reached (unavailable).
+const retryAfter = "Retry-After: 2"
+
+// errorRow returns the index of err's row in errorTable, or -1 for an
+// internal error.
+func errorRow(err error) int {
+	for i, r := range errorTable {
+		if errors.Is(err, r.err) {
+			return i
+		}
+	}
+	return -1
+}
+
 // ErrorCode returns the wire protocol's error code for err: one of
 // "invalid_topic", "unauthenticated", "forbidden", "already_subscribed",
 // "not_subscribed", "too_many_subscriptions", "rate_limited", "too_large",
 // "bad_request", "unavailable", "closed" or "internal".
 func ErrorCode(err error) string {
-	for _, c := range errorCodes {
-		if errors.Is(err, c.err) {
-			return c.code
-		}
+	if i := errorRow(err); i >= 0 {
+		return errorTable[i].code
 	}
 	return "internal"
 }
 
-var errorCodes = []struct {
-	err  error
-	code string
-}{
-	{ErrInvalidTopic, "invalid_topic"},
-	{ErrUnauthenticated, "unauthenticated"},
-	{ErrForbidden, "forbidden"},
-	{ErrAlreadySubscribed, "already_subscribed"},
-	{ErrNotSubscribed, "not_subscribed"},
-	{ErrTooManySubscriptions, "too_many_subscriptions"},
-	{ErrRateLimited, "rate_limited"},
-	{ErrTooLarge, "too_large"},
-	{ErrBadRequest, "bad_request"},
-	{ErrUnavailable, "unavailable"},
-	{ErrClosed, "closed"},
+// ErrorMessage returns what a client is told about err: its text without
+// the package's "fanout: " prefix, or "internal error" for an error that is
+// none of this package's, whose text may tell of the server's internals.
+func ErrorMessage(err error) string {
+	i := errorRow(err)
+	if i < 0 {
+		return "internal error"
+	}
+	s := errorTable[i].err.Error()
+	return strings.Replace(err.Error(), s, strings.TrimPrefix(s, "fanout: "), 1)
+}
+
+// HTTPStatus returns the HTTP status that answers err: 400 (invalid_topic,
+// bad_request, too_many_subscriptions), 401 (unauthenticated), 403
+// (forbidden), 409 (already_subscribed, not_subscribed), 413 (too_large),
+// 429 (rate_limited), 503 (closed, unavailable) or 500 (internal).
+func HTTPStatus(err error) int {
+	if i := errorRow(err); i >= 0 {
+		return errorTable[i].status
+	}
+	return http.StatusInternalServerError
+}
+
+// WriteError answers an HTTP request with status and the protocol's one
+// error body, {"error":{"code":...,"message":...}} with err's [ErrorCode]
+// and [ErrorMessage], adding "WWW-Authenticate: Bearer" for
+// unauthenticated and "Retry-After: 2" for closed and unavailable (unless
+// the caller set a Retry-After).
+func WriteError(w http.ResponseWriter, status int, err error) {
+	code, msg := "internal", "internal error"
+	hd := w.Header()
+	if i := errorRow(err); i >= 0 {
+		r := errorTable[i]
+		code, msg = r.code, ErrorMessage(err)
+		if k, v, ok := strings.Cut(r.header, ": "); ok && hd.Get(k) == "" {
+			hd.Set(k, v)
+		}
+	}
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	body.Error.Code, body.Error.Message = code, msg
+	b, _ := json.Marshal(body)
+	hd.Set("Content-Type", "application/json")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Cache-Control", "no-store")
+	hd.Del("Content-Length")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
 }
 
 // CloseCode says why the server closed a session. The numbers are WebSocket

@@ -209,13 +209,13 @@ func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...Pu
 		o(&c)
 	}
 	if err := ValidateTopic(topic); err != nil {
-		return Position{}, fmt.Errorf("fanout: publish: %w", err)
+		return Position{}, fmt.Errorf("publish: %w", err)
 	}
 	if len(data) > h.opts.MaxPayload {
-		return Position{}, fmt.Errorf("fanout: publish: %w: %d bytes, limit %d", ErrTooLarge, len(data), h.opts.MaxPayload)
+		return Position{}, fmt.Errorf("publish %q: %w: %d bytes, limit %d", topic, ErrTooLarge, len(data), h.opts.MaxPayload)
 	}
 	if h.isClosed() {
-		return Position{}, fmt.Errorf("fanout: publish: %w", ErrClosed)
+		return Position{}, fmt.Errorf("publish %q: %w", topic, ErrClosed)
 	}
 	if c.final {
 		h := make(map[string]string, len(c.header)+1)
@@ -229,7 +229,7 @@ func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...Pu
 	}
 	pos, err := h.bp.Publish(ctx, m, c.idem)
 	if err != nil {
-		return Position{}, fmt.Errorf("fanout: publish: %w", err)
+		return Position{}, fmt.Errorf("publish %q: %w", topic, err)
 	}
 	h.observe(Event{Type: EventPublish, Topic: topic, N: len(data)})
 	return pos, nil
@@ -429,7 +429,7 @@ func (h *Hub) release(t *topic, sub *subscription) {
 	if t.readyErr == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := h.bp.Unsubscribe(ctx, t.name); err != nil && !errors.Is(err, ErrClosed) {
-			h.observe(Event{Type: EventError, Topic: t.name, Err: fmt.Errorf("fanout: unsubscribe: %w", err)})
+			h.observe(Event{Type: EventError, Topic: t.name, Err: fmt.Errorf("unsubscribe: %w", err)})
 		}
 		cancel()
 	}
@@ -552,7 +552,7 @@ func (h *Hub) recover(t *topic) {
 				}
 				continue // the backlog had another gap
 			}
-			h.observe(Event{Type: EventError, Topic: t.name, Err: fmt.Errorf("fanout: resync history: %w", err)})
+			h.observe(Event{Type: EventError, Topic: t.name, Err: fmt.Errorf("resync history: %w", err)})
 			select {
 			case <-h.done:
 				return

@@ -2,12 +2,15 @@ package fanout
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 
 	"github.com/gofanout/fanout/internal/payload"
 )
@@ -19,6 +22,19 @@ type PublishHandlerOptions struct {
 	// MaxBodyBytes bounds a request body, in bytes; a larger body gets 413.
 	// Default: 1 MiB. The hub's MaxPayload bounds the payload itself.
 	MaxBodyBytes int64
+
+	// CookieOrigins lists the origins ("https://admin.example.com", scheme
+	// and host, with the port unless it is the scheme's default) whose
+	// pages may publish with the access_token cookie as their credentials.
+	// Default: none. A request authenticated by that cookie is refused
+	// (403 forbidden) when it comes from a page of another origin than the
+	// request's own host: its Origin header names another host, or its
+	// Sec-Fetch-Site header says cross-site. Such a request is what any
+	// site can make a browser send with the user's cookie (cross-site
+	// request forgery). Credentials in the Authorization header or the
+	// token query parameter are not affected: a page of another site
+	// cannot send what it does not know.
+	CookieOrigins []string
 }
 
 // MaxIdempotencyKeyLength bounds the idempotency key of an HTTP publish, in
@@ -26,9 +42,15 @@ type PublishHandlerOptions struct {
 const MaxIdempotencyKeyLength = 256
 
 // NewPublishHandler returns an http.Handler through which services publish
-// to hub over HTTP, for producers written in any language.
+// to hub over HTTP, for producers written in any language. Mount it on a
+// path without a method ("/publish", not "POST /publish"), so that it
+// answers other methods itself with the JSON error body below: for a
+// pattern with a method, net/http answers them with a plain-text 405. (In
+// a ServeMux, "/publish" conflicts with a pattern such as "GET /" that has
+// a method and a shorter path: register that one as "/".)
 //
-// A request is a POST with a JSON body:
+// A request is a POST with a JSON body and the header "Content-Type:
+// application/json" (the only parameter allowed is charset=utf-8):
 //
 //	{"topic": "stock:42", "data": {"qty": 3}, "key": "sku-42", "idempotency_key": "evt-981"}
 //
@@ -40,19 +62,26 @@ const MaxIdempotencyKeyLength = 256
 // ([WithIdempotencyKey]).
 //
 // The request is authenticated with [Hub.Authenticate] (transport "http")
-// and authorized with [Hub.Authorize] and [ActionPublish]. The answer is 200
-// with {"topic": ..., "position": {"epoch": ..., "seq": N}}, or an error
-// status with {"error": {"code": ..., "message": ...}}, the code being
-// [ErrorCode]'s: 400 (bad_request, invalid_topic), 401 (unauthenticated), 403
-// (forbidden), 405 (bad_request: not a POST), 413 (too_large: body or
-// payload), 503 (closed, unavailable: retry later, elsewhere) or 500
-// (internal).
+// and authorized with [Hub.Authorize] and [ActionPublish]; credentials from
+// the access_token cookie are refused on requests of other origins (see
+// [PublishHandlerOptions.CookieOrigins]) before the authenticator sees
+// them. The answer is 200 with {"topic": ..., "position": {"epoch": ...,
+// "seq": N}}, or an error status with the body of [WriteError],
+// {"error": {"code": ..., "message": ...}}: 400 (bad_request,
+// invalid_topic), 401 (unauthenticated), 403 (forbidden), 405 (bad_request:
+// not a POST; with an Allow header), 413 (too_large: body or payload), 415
+// (bad_request: not application/json), 503 (closed, unavailable: retry
+// later, elsewhere; with a Retry-After header) or 500 (internal).
 //
 // The handler is safe for concurrent use.
 func NewPublishHandler(hub *Hub, opts *PublishHandlerOptions) http.Handler {
 	h := &publishHandler{hub: hub}
 	if opts != nil {
 		h.opts = *opts
+		h.opts.CookieOrigins = make([]string, len(opts.CookieOrigins))
+		for i, o := range opts.CookieOrigins {
+			h.opts.CookieOrigins[i] = strings.TrimSuffix(o, "/")
+		}
 	}
 	if h.opts.MaxBodyBytes <= 0 {
 		h.opts.MaxBodyBytes = 1 << 20
@@ -77,27 +106,31 @@ type publishRequest struct {
 func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeHTTPError(w, http.StatusMethodNotAllowed, fmt.Errorf("%w: method %s, want POST", ErrBadRequest, r.Method))
+		WriteError(w, http.StatusMethodNotAllowed, fmt.Errorf("%w: method %s, use POST", ErrBadRequest, r.Method))
+		return
+	}
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		WriteError(w, http.StatusUnsupportedMediaType, err)
+		return
+	}
+	creds, fromCookie := credentialsFromRequest(r, "http")
+	if fromCookie && h.crossOrigin(r) {
+		WriteError(w, http.StatusForbidden, fmt.Errorf("%w: the access_token cookie is not accepted from pages of another origin", ErrForbidden))
 		return
 	}
 	ctx := r.Context()
-	p, err := h.hub.Authenticate(ctx, CredentialsFromRequest(r, "http"))
+	p, err := h.hub.Authenticate(ctx, creds)
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeHTTPError(w, http.StatusUnauthorized, err)
+		WriteError(w, HTTPStatus(err), err)
 		return
 	}
 	req, data, err := h.readRequest(w, r)
 	if err != nil {
-		status := http.StatusBadRequest
-		if errors.Is(err, ErrTooLarge) {
-			status = http.StatusRequestEntityTooLarge
-		}
-		writeHTTPError(w, status, err)
+		WriteError(w, HTTPStatus(err), err)
 		return
 	}
 	if err := h.hub.Authorize(ctx, p, req.Topic, ActionPublish); err != nil {
-		writeHTTPError(w, http.StatusForbidden, err)
+		WriteError(w, HTTPStatus(err), err)
 		return
 	}
 	opts := make([]PublishOption, 0, 2)
@@ -109,7 +142,14 @@ func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	pos, err := h.hub.Publish(ctx, req.Topic, data, opts...)
 	if err != nil {
-		writeHTTPError(w, publishStatus(ctx, err), err)
+		if ctx.Err() != nil {
+			return // the client went away; nobody reads an answer
+		}
+		status := HTTPStatus(err)
+		if status == http.StatusInternalServerError {
+			h.hub.Logger().Error("fanout: HTTP publish failed", "topic", req.Topic, "err", err)
+		}
+		WriteError(w, status, err)
 		return
 	}
 	type position struct {
@@ -123,6 +163,44 @@ func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b = append(b, '\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)
+}
+
+// checkContentType accepts application/json, with charset=utf-8 as its
+// only parameter. Anything else is what an HTML form can send across
+// sites without the browser asking first (text/plain, form encodings), or
+// a body this handler would misread. Its error matches ErrBadRequest.
+func checkContentType(ct string) error {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err == nil && mt == "application/json" {
+		cs, ok := params["charset"]
+		if len(params) == 0 || len(params) == 1 && ok && strings.EqualFold(cs, "utf-8") {
+			return nil
+		}
+	}
+	if ct == "" {
+		return fmt.Errorf("%w: no Content-Type, want application/json", ErrBadRequest)
+	}
+	if len(ct) > 64 {
+		ct = ct[:64] + "..."
+	}
+	return fmt.Errorf("%w: Content-Type %q, want application/json", ErrBadRequest, ct)
+}
+
+// crossOrigin reports whether r comes from a page of another origin than
+// r's own host, and not one of CookieOrigins.
+func (h *publishHandler) crossOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o != "" && slices.ContainsFunc(h.opts.CookieOrigins, func(a string) bool { return strings.EqualFold(a, o) }) {
+		return false
+	}
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return true
+	}
+	if o == "" {
+		return false // not a browser's request, or a same-origin GET-like one
+	}
+	u, err := url.Parse(o)
+	return err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host)
 }
 
 // readRequest reads and checks the body. Its errors match ErrBadRequest,
@@ -157,34 +235,4 @@ func (h *publishHandler) readRequest(w http.ResponseWriter, r *http.Request) (pu
 		return req, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	return req, data, nil
-}
-
-// publishStatus maps an error of Hub.Publish to an HTTP status.
-func publishStatus(ctx context.Context, err error) int {
-	switch {
-	case errors.Is(err, ErrInvalidTopic), errors.Is(err, ErrBadRequest):
-		return http.StatusBadRequest
-	case errors.Is(err, ErrTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable):
-		return http.StatusServiceUnavailable
-	case ctx.Err() != nil:
-		return http.StatusServiceUnavailable // the client went away; nobody reads this
-	}
-	return http.StatusInternalServerError
-}
-
-// writeHTTPError writes {"error":{"code":...,"message":...}}.
-func writeHTTPError(w http.ResponseWriter, status int, err error) {
-	type body struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}
-	b, _ := json.Marshal(struct {
-		Error body `json:"error"`
-	}{body{ErrorCode(err), err.Error()}})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
 }

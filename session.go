@@ -126,7 +126,7 @@ func (h *Hub) NewSession(p Principal) (*Session, error) {
 	h.sessMu.Lock()
 	if h.draining {
 		h.sessMu.Unlock()
-		return nil, fmt.Errorf("fanout: new session: %w", ErrClosed)
+		return nil, fmt.Errorf("new session: %w", ErrClosed)
 	}
 	h.nextID++
 	s := &Session{
@@ -206,13 +206,13 @@ func (s *Session) Subscribe(ctx context.Context, req SubscribeRequest) error {
 		s.mu.Lock()
 		delete(s.subs, req.Topic)
 		s.mu.Unlock()
-		return fmt.Errorf("fanout: subscribe %q: %w", req.Topic, err)
+		return fmt.Errorf("subscribe %q: %w", req.Topic, err)
 	}
 	s.mu.Lock()
 	if s.subs[req.Topic] != sub { // unsubscribed or closed meanwhile
 		s.mu.Unlock()
 		s.hub.release(t, sub)
-		return fmt.Errorf("fanout: subscribe %q: %w", req.Topic, ErrClosed)
+		return fmt.Errorf("subscribe %q: %w", req.Topic, ErrClosed)
 	}
 	sub.topic = t
 	s.mu.Unlock()
@@ -220,13 +220,13 @@ func (s *Session) Subscribe(ctx context.Context, req SubscribeRequest) error {
 	reply, first, start, err := s.hub.initialRead(ctx, req)
 	if err != nil {
 		s.removeSub(sub)
-		return fmt.Errorf("fanout: subscribe %q: %w", req.Topic, err)
+		return fmt.Errorf("subscribe %q: %w", req.Topic, err)
 	}
 
 	s.mu.Lock()
 	if s.subs[req.Topic] != sub { // unsubscribed or closed meanwhile
 		s.mu.Unlock()
-		return fmt.Errorf("fanout: subscribe %q: %w", req.Topic, ErrClosed)
+		return fmt.Errorf("subscribe %q: %w", req.Topic, ErrClosed)
 	}
 	s.pushLocked(Frame{Type: FrameReply, Reply: reply})
 	// What the subscribe owes (history, a snapshot) enters the queue as one

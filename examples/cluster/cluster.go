@@ -126,7 +126,7 @@ func (c *cluster) startNode(name, addr string, bp fanout.Backplane, logger *slog
 	n := &node{name: name, hub: hub, ln: ln}
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", websocket.New(hub, nil))
-	mux.HandleFunc("POST /publish", n.publish)
+	mux.HandleFunc("/publish", n.publish) // it answers other methods than POST itself
 	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	c.wg.Go(func() { n.srv.Serve(ln) })
 	return n, nil
@@ -135,18 +135,19 @@ func (c *cluster) startNode(name, addr string, bp fanout.Backplane, logger *slog
 // publish serves POST /publish?topic=T: the body is published to T on this
 // node, and the answer is the message's position.
 func (n *node) publish(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		fanout.WriteError(w, http.StatusMethodNotAllowed, fmt.Errorf("%w: method %s, use POST", fanout.ErrBadRequest, r.Method))
+		return
+	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublish))
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		fanout.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("%w: body larger than %d bytes", fanout.ErrTooLarge, maxPublish))
 		return
 	}
 	pos, err := n.hub.Publish(r.Context(), r.URL.Query().Get("topic"), data)
-	switch {
-	case errors.Is(err, fanout.ErrInvalidTopic), errors.Is(err, fanout.ErrTooLarge):
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	case err != nil:
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	if err != nil {
+		fanout.WriteError(w, fanout.HTTPStatus(err), err)
 		return
 	}
 	fmt.Fprintf(w, "published on %s at %s\n", n.name, pos)

@@ -168,8 +168,16 @@ func TestPublishEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("POST /publish to an invalid topic: got %d, want 400", resp.StatusCode)
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("POST /publish to an invalid topic: got %d (%s), want 400 with the JSON error body", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	resp, err = http.Get(fmt.Sprintf("http://%s/publish?topic=news", c.nodes[1].ln.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("Allow") != "POST" {
+		t.Fatalf("GET /publish: got %d (%s, Allow %q), want 405 with the JSON error body and Allow POST", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Allow"))
 	}
 }
 

@@ -99,11 +99,14 @@ func newServer(cfg config) (*server, error) {
 
 	static, _ := fs.Sub(staticFiles, "static")
 	s.mux = http.NewServeMux()
-	s.mux.Handle("GET /", http.FileServerFS(static))
+	s.mux.Handle("/", http.FileServerFS(static)) // "GET /" would conflict with "/events" and "/publish"
 	s.mux.Handle("GET /fanout.js", js.Handler())
 	s.mux.HandleFunc("GET /api/products", s.handleProducts)
-	s.mux.HandleFunc("POST /events", s.handleEvent)
-	s.mux.Handle("POST /publish", fanout.NewPublishHandler(hub, nil))
+	// The API endpoints take every method and answer a wrong one with the
+	// JSON error body themselves: net/http answers a pattern's other
+	// methods with a plain-text 405.
+	s.mux.HandleFunc("/events", s.handleEvent)
+	s.mux.Handle("/publish", fanout.NewPublishHandler(hub, nil))
 	s.ws = websocket.New(hub, nil)
 	s.mux.Handle("GET /ws", s.ws)
 	s.mux.Handle("GET /sse", sse.New(hub, nil))
@@ -242,14 +245,20 @@ func (s *server) handleProducts(w http.ResponseWriter, _ *http.Request) {
 // 200 {"topic":"inventory.SKU-1","position":{"epoch":"…","seq":7}};
 // 400 for a malformed event or an unknown product; 401 for a missing or
 // wrong token; 409 for an event older than the last one the service posted
-// for the product; 413 for a body over 64 KiB; 503 while the server shuts
-// down.
+// for the product; 413 for a body over 64 KiB; 405 for another method than
+// POST; 503 while the server shuts down. Errors have fanout's error body,
+// {"error":{"code":"…","message":"…"}}.
 func (s *server) handleEvent(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		fanout.WriteError(w, http.StatusMethodNotAllowed, fmt.Errorf("%w: method %s, use POST", fanout.ErrBadRequest, r.Method))
+		return
+	}
 	if s.cfg.Token != "" {
 		c := fanout.CredentialsFromRequest(r, "http")
 		if c.Token == "" || !s.tokenOK(c.Token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="inventory"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			fanout.WriteError(w, http.StatusUnauthorized, fmt.Errorf("%w: missing or wrong bearer token", fanout.ErrUnauthenticated))
 			return
 		}
 	}
@@ -257,28 +266,28 @@ func (s *server) handleEvent(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("event larger than %d bytes", maxEventBytes))
+			fanout.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("%w: event larger than %d bytes", fanout.ErrTooLarge, maxEventBytes))
 			return
 		}
-		writeError(w, http.StatusBadRequest, "reading the body: "+err.Error())
+		fanout.WriteError(w, http.StatusBadRequest, fmt.Errorf("%w: reading the body: %v", fanout.ErrBadRequest, err))
 		return
 	}
 	ev, err := parseEvent(body)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		fanout.WriteError(w, http.StatusBadRequest, fmt.Errorf("%w: %v", fanout.ErrBadRequest, err))
 		return
 	}
 	pos, err := s.apply(r.Context(), ev, true)
 	switch {
 	case errors.Is(err, errUnknownProduct):
-		writeError(w, http.StatusBadRequest, err.Error())
+		fanout.WriteError(w, http.StatusBadRequest, fmt.Errorf("%w: %v", fanout.ErrBadRequest, err))
 	case errors.Is(err, errStale):
-		writeError(w, http.StatusConflict, err.Error())
-	case errors.Is(err, fanout.ErrClosed):
-		writeError(w, http.StatusServiceUnavailable, "shutting down")
+		fanout.WriteError(w, http.StatusConflict, fmt.Errorf("%w: %v", fanout.ErrBadRequest, err))
 	case err != nil:
-		s.cfg.Logger.Error("publish event", "product", ev.ProductId, "err", err)
-		writeError(w, http.StatusInternalServerError, "publish failed")
+		if fanout.HTTPStatus(err) == http.StatusInternalServerError {
+			s.cfg.Logger.Error("publish event", "product", ev.ProductId, "err", err)
+		}
+		fanout.WriteError(w, fanout.HTTPStatus(err), err)
 	default:
 		writeJSON(w, http.StatusOK, map[string]any{
 			"topic":    topicPrefix + ev.ProductId,
@@ -290,14 +299,11 @@ func (s *server) handleEvent(w http.ResponseWriter, r *http.Request) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"error":"encoding failed"}`)
+		fanout.WriteError(w, http.StatusInternalServerError, err)
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
 }

@@ -505,6 +505,10 @@ func TestGenericPublishIsForTheServiceOnly(t *testing.T) {
 		{"service", body, map[string]string{"Authorization": "Bearer s3cret"}, http.StatusOK},
 	}
 	for _, c := range cases {
+		if c.header == nil {
+			c.header = map[string]string{}
+		}
+		c.header["Content-Type"] = "application/json"
 		res := ts.do(t, http.MethodPost, "/publish", c.body, c.header)
 		if res.status != c.want {
 			t.Errorf("%s: got %d %s, want %d", c.name, res.status, res.body, c.want)
@@ -512,5 +516,44 @@ func TestGenericPublishIsForTheServiceOnly(t *testing.T) {
 	}
 	if snap := snapshot(t, ts, "inventory.SKU-1"); len(snap) != 1 || snap[0].NewQuantity != 77 {
 		t.Errorf("snapshot after the generic publish: got %+v, want quantity 77", snap)
+	}
+}
+
+// TestErrorBodies: the API endpoints answer errors, wrong methods included,
+// with fanout's one error body.
+func TestErrorBodies(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, config{Token: "s3cret"})
+	for _, c := range []struct {
+		method, path, body string
+		header             map[string]string
+		status             int
+		code               string
+	}{
+		{http.MethodGet, "/publish", "", nil, http.StatusMethodNotAllowed, "bad_request"},
+		{http.MethodGet, "/events", "", nil, http.StatusMethodNotAllowed, "bad_request"},
+		{http.MethodPost, "/events", event("SKU-1", 1, 1), nil, http.StatusUnauthorized, "unauthenticated"},
+		{http.MethodPost, "/events", "{", map[string]string{"Authorization": "Bearer s3cret"}, http.StatusBadRequest, "bad_request"},
+		{http.MethodPost, "/publish", `{"topic":"inventory.SKU-1","data":1}`, map[string]string{"Authorization": "Bearer s3cret"}, http.StatusUnsupportedMediaType, "bad_request"},
+	} {
+		res := ts.do(t, c.method, c.path, c.body, c.header)
+		var b struct {
+			Error *struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		d := json.NewDecoder(strings.NewReader(res.body))
+		d.DisallowUnknownFields()
+		if err := d.Decode(&b); err != nil || b.Error == nil || b.Error.Message == "" {
+			t.Errorf("%s %s: body %q: want {\"error\":{\"code\",\"message\"}} (%v)", c.method, c.path, res.body, err)
+			continue
+		}
+		if res.status != c.status || b.Error.Code != c.code || res.header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: got %d %s (%s), want %d %s", c.method, c.path, res.status, b.Error.Code, res.header.Get("Content-Type"), c.status, c.code)
+		}
+		if res.status == http.StatusMethodNotAllowed && res.header.Get("Allow") != http.MethodPost {
+			t.Errorf("%s %s: got Allow %q, want POST", c.method, c.path, res.header.Get("Allow"))
+		}
 	}
 }

@@ -235,25 +235,25 @@ func (e *Engine) Close() error {
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		fanout.WriteError(w, http.StatusMethodNotAllowed, fmt.Errorf("%w: method %s, use POST", fanout.ErrBadRequest, r.Method))
 		return
 	}
 	b := Booking{Fail: r.URL.Query().Get("fail")}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<10))
 	if err != nil {
-		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+		fanout.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("%w: body larger than 1 KiB", fanout.ErrTooLarge))
 		return
 	}
 	if len(body) > 0 {
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-			http.Error(w, "the body must be application/json", http.StatusUnsupportedMediaType)
+			fanout.WriteError(w, http.StatusUnsupportedMediaType, fmt.Errorf("%w: the body must be application/json", fanout.ErrBadRequest))
 			return
 		}
 		var jb Booking
 		d := json.NewDecoder(bytes.NewReader(body))
 		d.DisallowUnknownFields()
 		if err := d.Decode(&jb); err != nil {
-			http.Error(w, "bad booking: "+err.Error(), http.StatusBadRequest)
+			fanout.WriteError(w, http.StatusBadRequest, fmt.Errorf("%w: bad booking: %v", fanout.ErrBadRequest, err))
 			return
 		}
 		if jb.Fail != "" {
@@ -263,14 +263,14 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tx, err := e.Start(r.Context(), b)
 	switch {
 	case errors.Is(err, ErrUnknownStep):
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		fanout.WriteError(w, http.StatusBadRequest, fmt.Errorf("%w: %v", fanout.ErrBadRequest, err))
 		return
 	case errors.Is(err, ErrClosed), errors.Is(err, fanout.ErrClosed):
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		fanout.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("%w: shutting down", fanout.ErrClosed))
 		return
 	case err != nil:
 		e.opts.Logger.Error("start booking", "err", err)
-		http.Error(w, "could not start the booking", http.StatusInternalServerError)
+		fanout.WriteError(w, http.StatusInternalServerError, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

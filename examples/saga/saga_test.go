@@ -361,6 +361,12 @@ func TestServeHTTP(t *testing.T) {
 				t.Fatalf("got status %d (%s), want %d", w.Code, strings.TrimSpace(w.Body.String()), tc.want)
 			}
 			if tc.want != http.StatusAccepted {
+				var body struct {
+					Error *struct{ Code, Message string }
+				}
+				if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error == nil || body.Error.Code == "" || w.Header().Get("Content-Type") != "application/json" {
+					t.Fatalf("got %q (%s), want the JSON error body", w.Body, w.Header().Get("Content-Type"))
+				}
 				return
 			}
 			var resp struct {

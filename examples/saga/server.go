@@ -105,7 +105,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !s.ready.Load() {
-		http.Error(w, "draining", http.StatusServiceUnavailable)
+		fanout.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("%w: draining", fanout.ErrClosed))
 		return
 	}
 	w.Write([]byte("ok\n"))

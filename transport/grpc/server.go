@@ -83,52 +83,56 @@ func (s *Server) authenticate(ctx context.Context) (fanout.Principal, error) {
 		k = textproto.CanonicalMIMEHeaderKey(k)
 		h[k] = append(h[k], vs...)
 	}
-	c := &fanout.Credentials{Header: h, Transport: "grpc"}
-	if a := h.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		c.Token = a[7:]
-	}
-	return s.hub.Authenticate(ctx, c)
+	return s.hub.Authenticate(ctx, fanout.CredentialsFromHeader(h, "grpc"))
 }
 
 // errorDomain is the domain of the google.rpc.ErrorInfo details that every
 // status of the server carries.
 const errorDomain = "fanout"
 
+// statusCodes maps the protocol's error codes ([fanout.ErrorCode]) to gRPC
+// status codes: the one place where gRPC departs from the error table.
+var statusCodes = map[string]codes.Code{
+	"invalid_topic":          codes.InvalidArgument,
+	"unauthenticated":        codes.Unauthenticated,
+	"forbidden":              codes.PermissionDenied,
+	"already_subscribed":     codes.AlreadyExists,
+	"not_subscribed":         codes.NotFound,
+	"too_many_subscriptions": codes.ResourceExhausted,
+	"rate_limited":           codes.ResourceExhausted,
+	"too_large":              codes.InvalidArgument,
+	"bad_request":            codes.InvalidArgument,
+	"unavailable":            codes.Unavailable,
+	"closed":                 codes.Unavailable,
+	"internal":               codes.Internal,
+}
+
 // errStatus converts an error of the hub or of a session into a gRPC status
-// error, whose ErrorInfo reason is the protocol's error code in upper case
-// (INVALID_TOPIC, FORBIDDEN, ...).
+// error, whose message is [fanout.ErrorMessage]'s and whose ErrorInfo
+// reason is the protocol's error code in upper case (INVALID_TOPIC,
+// FORBIDDEN, ...).
 func errStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := err.Error()
-	code := codes.Internal
-	switch {
-	case errors.Is(err, fanout.ErrUnauthenticated):
-		code = codes.Unauthenticated
-	case errors.Is(err, fanout.ErrForbidden):
-		code = codes.PermissionDenied
-	case errors.Is(err, fanout.ErrInvalidTopic), errors.Is(err, fanout.ErrBadRequest), errors.Is(err, fanout.ErrTooLarge):
-		code = codes.InvalidArgument
-	case errors.Is(err, fanout.ErrAlreadySubscribed):
-		code = codes.AlreadyExists
-	case errors.Is(err, fanout.ErrNotSubscribed):
-		code = codes.NotFound
-	case errors.Is(err, fanout.ErrTooManySubscriptions), errors.Is(err, fanout.ErrRateLimited):
-		code = codes.ResourceExhausted
-	case errors.Is(err, fanout.ErrClosed):
-		code = codes.Unavailable
-		msg += ": server shutting down; reconnect to another server"
-	case errors.Is(err, fanout.ErrUnavailable):
-		code = codes.Unavailable
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Err()
-	default:
+	wc := fanout.ErrorCode(err)
+	if wc == "internal" {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return status.FromContextError(err).Err()
+		}
 		if _, ok := status.FromError(err); ok {
 			return err // already a status, such as a failed Send's
 		}
 	}
-	return withInfo(code, msg, strings.ToUpper(fanout.ErrorCode(err)), nil)
+	msg := fanout.ErrorMessage(err)
+	if wc == "closed" {
+		msg += ": server shutting down; reconnect to another server"
+	}
+	code, ok := statusCodes[wc]
+	if !ok {
+		code = codes.Internal
+	}
+	return withInfo(code, msg, strings.ToUpper(wc), nil)
 }
 
 // withInfo returns a status error with ErrorInfo details.

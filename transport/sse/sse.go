@@ -37,7 +37,6 @@ package sse
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -107,26 +106,25 @@ type stream struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "bad_request", "use GET")
+		fanout.WriteError(w, http.StatusMethodNotAllowed, fmt.Errorf("%w: method %s, use GET", fanout.ErrBadRequest, r.Method))
 		return
 	}
 	topics, subs, snapshot, err := h.parse(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fanout.ErrorCode(err), err.Error())
+		fanout.WriteError(w, fanout.HTTPStatus(err), err)
 		return
 	}
 	if !canFlush(w) {
 		// A middleware hides the server's Flush: events would sit in a
 		// buffer. Fail loudly rather than stream nothing.
 		h.hub.Logger().Error("sse: the ResponseWriter cannot flush; does a middleware wrap it without Unwrap?")
-		writeError(w, http.StatusInternalServerError, "internal", "streaming is not supported here")
+		fanout.WriteError(w, http.StatusInternalServerError, errNoFlush)
 		return
 	}
 	ctx := r.Context()
 	principal, err := h.hub.Authenticate(ctx, fanout.CredentialsFromRequest(r, "sse"))
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeError(w, http.StatusUnauthorized, fanout.ErrorCode(err), err.Error())
+		fanout.WriteError(w, fanout.HTTPStatus(err), err)
 		return
 	}
 	if len(subs) == 0 {
@@ -228,40 +226,21 @@ func (h *Handler) parse(r *http.Request) (*cursorState, []fanout.SubscribeReques
 	return cur, subs, snapshot, nil
 }
 
-// refuse answers a request that cannot start its stream.
+// refuse answers a request that cannot start its stream, with the
+// stream's own retry delay as the Retry-After of a 503.
 func (h *Handler) refuse(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, fanout.ErrForbidden):
-		status = http.StatusForbidden
-	case errors.Is(err, fanout.ErrInvalidTopic), errors.Is(err, fanout.ErrBadRequest),
-		errors.Is(err, fanout.ErrTooManySubscriptions), errors.Is(err, fanout.ErrAlreadySubscribed):
-		status = http.StatusBadRequest
-	case errors.Is(err, fanout.ErrClosed), errors.Is(err, fanout.ErrUnavailable):
-		status = http.StatusServiceUnavailable
+	status := fanout.HTTPStatus(err)
+	switch status {
+	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(int((h.opts.Retry+time.Second-1)/time.Second)))
-	}
-	if status == http.StatusInternalServerError {
+	case http.StatusInternalServerError:
 		h.hub.Logger().Error("sse: cannot start a stream", "err", err)
 	}
-	writeError(w, status, fanout.ErrorCode(err), err.Error())
+	fanout.WriteError(w, status, err)
 }
 
-// writeError writes {"error":{"code":…,"message":…}}.
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	body.Error.Code, body.Error.Message = code, msg
-	b, _ := json.Marshal(body)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
-}
+// errNoFlush answers a request whose ResponseWriter cannot flush.
+var errNoFlush = errors.New("streaming is not supported here")
 
 // run starts the stream and hands it to the session's writer, which the hub
 // runs; it returns once the writer is done with the stream: the session

@@ -209,17 +209,35 @@ func (c *conn) readFailed(err error) {
 			<-p
 		}
 	}
+	var ce websocket.CloseError
 	switch {
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		// The WebSocket library has sent the 1009 close frame.
 		c.sess.Close(fanout.CloseTooLarge, fmt.Sprintf("message larger than %d bytes", c.h.opts.ReadLimit))
-	case websocket.CloseStatus(err) == websocket.StatusNormalClosure:
+	case errors.As(err, &ce) && !utf8.ValidString(ce.Reason):
+		c.sess.Close(fanout.CloseProtocol, "close reason is not UTF-8")
+	case ce.Code == websocket.StatusNormalClosure:
 		c.sess.Close(fanout.CloseNormal, "client closed")
-	case websocket.CloseStatus(err) != -1:
+	case ce.Code != 0:
 		c.sess.Close(fanout.CloseGoingAway, "client closed")
-	default:
+	case connectionLost(err):
 		c.sess.Close(fanout.CloseGoingAway, "connection lost")
+	default:
+		// The WebSocket library refused what the client sent: a frame
+		// that breaks RFC 6455 (an unmasked frame, a continuation
+		// without a start, an unknown opcode, reserved bits, a bad close
+		// payload, compressed data that does not inflate). It returns
+		// these as plain errors; what is not the connection's end is one.
+		c.sess.Close(fanout.CloseProtocol, "WebSocket protocol violation")
 	}
+}
+
+// connectionLost reports whether a read error is the connection's end
+// rather than something the client sent.
+func connectionLost(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
 }
 
 // command runs one client command. It reports false when the session was

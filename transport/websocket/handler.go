@@ -3,11 +3,14 @@ package websocket
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
-	"errors"
+	"encoding/base64"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -115,53 +118,73 @@ type Handler struct {
 	wg     sync.WaitGroup // the connections' readers, which end last
 }
 
-// New returns a handler that serves hub's sessions. opts may be nil.
+// New returns a handler that serves hub's sessions. opts may be nil. New
+// panics when an origin pattern is malformed (see path.Match).
 func New(hub *fanout.Hub, opts *Options) *Handler {
 	h := &Handler{hub: hub, conns: make(map[*conn]struct{})}
 	if opts != nil {
 		h.opts = *opts
 		h.opts.OriginPatterns = append([]string(nil), opts.OriginPatterns...)
 	}
+	for _, p := range h.opts.OriginPatterns {
+		if _, err := path.Match(p, ""); err != nil {
+			panic(fmt.Sprintf("websocket: origin pattern %q: %v", p, err))
+		}
+	}
 	h.opts.setDefaults()
 	h.accept = websocket.AcceptOptions{
-		OriginPatterns:  h.opts.OriginPatterns,
-		CompressionMode: websocket.CompressionMode(h.opts.CompressionMode),
+		// ServeHTTP has checked the origin, before authentication.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionMode(h.opts.CompressionMode),
 	}
 	return h
 }
 
-// ServeHTTP authenticates the request, upgrades it to a WebSocket and
-// returns: the connection is served by goroutines of the handler until it
-// ends. After Close, it answers 503.
+// ServeHTTP checks the handshake request, then its Origin, then its
+// credentials, upgrades it to a WebSocket and returns: the connection is
+// served by goroutines of the handler until it ends. A refused request
+// gets the error body of [fanout.WriteError] and creates no session: 405
+// (not a GET), 426 (not a WebSocket upgrade), 400 (bad_request: a bad
+// WebSocket version or key), 403 (forbidden: a page of an origin that
+// OriginPatterns does not allow; the authenticator is not called), 401
+// (unauthenticated), or, after Close or once the hub is shutting down, 503
+// (closed).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	closed := h.closed
 	h.mu.Unlock()
 	if closed {
-		writeError(w, http.StatusServiceUnavailable, fanout.ErrClosed)
+		fanout.WriteError(w, http.StatusServiceUnavailable, errShuttingDown)
+		return
+	}
+	if status, err := checkHandshake(w, r); err != nil {
+		fanout.WriteError(w, status, err)
+		return
+	}
+	if err := h.checkOrigin(r); err != nil {
+		fanout.WriteError(w, http.StatusForbidden, err)
 		return
 	}
 	p, err := h.hub.Authenticate(r.Context(), fanout.CredentialsFromRequest(r, "websocket"))
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeError(w, http.StatusUnauthorized, err)
+		fanout.WriteError(w, fanout.HTTPStatus(err), err)
 		return
 	}
+	// Past the checks, the handshake succeeds unless the server fails:
+	// the session opens now, so that a hub that is shutting down still
+	// gets its 503.
 	sess, err := h.hub.NewSession(p)
 	if err != nil {
-		status := http.StatusServiceUnavailable
-		if !errors.Is(err, fanout.ErrClosed) {
-			status = http.StatusInternalServerError
-		}
-		writeError(w, status, err)
+		fanout.WriteError(w, fanout.HTTPStatus(err), err)
 		return
 	}
 	hj := &hijacker{ResponseWriter: w, writeBufferSize: h.opts.WriteBufferSize}
 	ws, err := websocket.Accept(hj, r, &h.accept)
 	if err != nil {
-		// Accept has written the response (403 for a foreign origin, 426
-		// for a request that is no upgrade, ...).
-		sess.Close(fanout.CloseProtocol, "handshake failed")
+		// Accept has answered. After checkHandshake, only a connection
+		// that cannot be hijacked gets here: the server's failure.
+		sess.Close(fanout.CloseInternal, "handshake failed")
+		h.hub.Logger().Error("websocket: handshake failed", "err", err)
 		return
 	}
 	ws.SetReadLimit(h.opts.ReadLimit)
@@ -179,6 +202,78 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The request's goroutine returns, and with it net/http's buffers and
 	// the request: an idle connection keeps only what it needs.
 	go c.serve()
+}
+
+// errShuttingDown answers handshakes after Close.
+var errShuttingDown = fmt.Errorf("%w: the server is shutting down", fanout.ErrClosed)
+
+// checkHandshake checks what RFC 6455 asks of a handshake request, as the
+// WebSocket library would, so that a refusal gets the protocol's error
+// body. It returns the status of the refusal.
+func checkHandshake(w http.ResponseWriter, r *http.Request) (int, error) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		return http.StatusMethodNotAllowed, fmt.Errorf("%w: method %s, use GET", fanout.ErrBadRequest, r.Method)
+	}
+	if !r.ProtoAtLeast(1, 1) || !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "websocket")
+		return http.StatusUpgradeRequired, fmt.Errorf("%w: not a WebSocket handshake (Connection: Upgrade and Upgrade: websocket over HTTP/1.1)", fanout.ErrBadRequest)
+	}
+	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		return http.StatusBadRequest, fmt.Errorf("%w: Sec-WebSocket-Version %.16q, want 13", fanout.ErrBadRequest, v)
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return http.StatusBadRequest, fmt.Errorf("%w: want one Sec-WebSocket-Key header, got %d", fanout.ErrBadRequest, len(keys))
+	}
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+		return http.StatusBadRequest, fmt.Errorf("%w: Sec-WebSocket-Key is not 16 bytes in base64", fanout.ErrBadRequest)
+	}
+	return 0, nil
+}
+
+// headerHasToken reports whether a comma-separated header of h holds
+// token, in any case.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkOrigin allows a request without an Origin header (not a browser's),
+// one from a page of the request's host, and one from a page whose origin
+// matches OriginPatterns. Its error matches [fanout.ErrForbidden].
+func (h *Handler) checkOrigin(r *http.Request) error {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err == nil && u.Host != "" {
+		if strings.EqualFold(u.Host, r.Host) {
+			return nil
+		}
+		for _, p := range h.opts.OriginPatterns {
+			target := u.Host
+			if strings.Contains(p, "://") {
+				target = u.Scheme + "://" + u.Host
+			}
+			if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
+				return nil
+			}
+		}
+	}
+	if len(origin) > 256 {
+		origin = origin[:256] + "..."
+	}
+	return fmt.Errorf("%w: pages of origin %q may not connect", fanout.ErrForbidden, origin)
 }
 
 // Close closes every connection the handler serves, as [fanout.Hub.Shutdown]
@@ -249,19 +344,4 @@ func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.nc = &corkConn{Conn: nc}
 	return w.nc, bufio.NewReadWriter(br, bufio.NewWriterSize(w.nc, w.writeBufferSize)), nil
-}
-
-// writeError writes {"error":{"code":...,"message":...}}.
-func writeError(w http.ResponseWriter, status int, err error) {
-	type body struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}
-	b, _ := json.Marshal(struct {
-		Error body `json:"error"`
-	}{body{fanout.ErrorCode(err), err.Error()}})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
 }
