@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/wire"
 )
 
 // Errors of the client. Match them with errors.Is.
@@ -14,9 +15,6 @@ var (
 	// ErrAlreadySubscribed: the client already has a subscription to the
 	// topic.
 	ErrAlreadySubscribed = errors.New("client: already subscribed")
-	// ErrConnectionLost: the connection dropped after a publish was sent and
-	// before its reply came; the message may or may not have been published.
-	ErrConnectionLost = errors.New("client: connection lost before the reply")
 )
 
 // CloseError is why the client stopped when the server closed the
@@ -49,6 +47,11 @@ type ServerError struct {
 
 func (e *ServerError) Error() string {
 	return fmt.Sprintf("client: server: %s: %s", e.Code, e.Message)
+}
+
+// serverError is the error of a failed reply.
+func serverError(f *wire.Frame) *ServerError {
+	return &ServerError{Code: f.Error.Code, Message: f.Error.Message}
 }
 
 // Unwrap returns the fanout sentinel error of e.Code, or nil.
