@@ -214,7 +214,11 @@ export declare class Client {
    * Uint8Array and ArrayBuffer travel as bytes, anything else as JSON.
    * Rejects with FanoutError 'disconnected' when not connected.
    */
-  publish(topic: string, data: unknown, options?: { key?: string }): Promise<Position>;
+  publish(
+    topic: string,
+    data: unknown,
+    options?: { key?: string; idempotencyKey?: string; header?: Record<string, string> },
+  ): Promise<Position>;
   /**
    * When disconnected (waiting for the next attempt, or stopped by 4003),
    * connect now. The browser's 'online' event does this too.

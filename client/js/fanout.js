@@ -271,6 +271,11 @@ export class Client {
    * publish sends data to topic (WebSocket only, where the server allows
    * clients to publish) and resolves with the message's position. Bytes
    * (Uint8Array, ArrayBuffer) travel as data64, anything else as JSON.
+   * opts.key makes the message the topic's state for that key;
+   * opts.idempotencyKey (at most 256 bytes) makes a repeat of the publish
+   * with the same key return the first position instead of publishing
+   * again: give one when you may resend a publish whose reply was lost;
+   * opts.header (at most 32 strings, 4 KiB) travels with the message.
    */
   publish(topic, data, opts = {}) {
     if (this._opts.transport !== 'websocket') {
@@ -285,6 +290,8 @@ export class Client {
     else if (data === undefined) return Promise.reject(new TypeError('fanout: publish needs data'));
     else cmd.data = data;
     if (opts.key) cmd.key = opts.key;
+    if (opts.idempotencyKey) cmd.idempotency_key = opts.idempotencyKey;
+    if (opts.header) cmd.header = opts.header;
     return new Promise((resolve, reject) => {
       this._command(cmd, (f) => {
         if (f.ok) resolve(f.position);

@@ -391,10 +391,10 @@ test('client publishes JSON and bytes and fails fast when disconnected', async (
   const ws = sock();
   ws.open();
   const p1 = client.publish('a', { n: 1 }, { key: 'k' });
-  const p2 = client.publish('a', new Uint8Array([0, 255]));
+  const p2 = client.publish('a', new Uint8Array([0, 255]), { idempotencyKey: 'e1', header: { tp: '00' } });
   const [c1, c2] = ws.take();
   assert.deepEqual(c1, { id: c1.id, type: 'publish', topic: 'a', data: { n: 1 }, key: 'k' });
-  assert.deepEqual(c2, { id: c2.id, type: 'publish', topic: 'a', data64: 'AP8=' });
+  assert.deepEqual(c2, { id: c2.id, type: 'publish', topic: 'a', data64: 'AP8=', idempotency_key: 'e1', header: { tp: '00' } });
   ws.frames(
     { type: 'reply', id: c1.id, ok: true, position: { epoch: 'e', seq: 1 } },
     { type: 'reply', id: c2.id, ok: false, error: { code: 'forbidden', message: 'no' } },
