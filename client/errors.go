@@ -55,21 +55,7 @@ func serverError(f *wire.Frame) *ServerError {
 }
 
 // Unwrap returns the fanout sentinel error of e.Code, or nil.
-func (e *ServerError) Unwrap() error {
-	for _, s := range sentinels {
-		if fanout.ErrorCode(s) == e.Code {
-			return s
-		}
-	}
-	return nil
-}
-
-var sentinels = []error{
-	fanout.ErrInvalidTopic, fanout.ErrUnauthenticated, fanout.ErrForbidden,
-	fanout.ErrAlreadySubscribed, fanout.ErrNotSubscribed, fanout.ErrTooManySubscriptions,
-	fanout.ErrRateLimited, fanout.ErrTooLarge, fanout.ErrBadRequest,
-	fanout.ErrUnavailable, fanout.ErrClosed,
-}
+func (e *ServerError) Unwrap() error { return wire.Sentinel(e.Code) }
 
 // transient reports whether a refused subscribe may succeed when retried
 // unchanged on a new connection.

@@ -216,3 +216,15 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+func TestSentinel(t *testing.T) {
+	t.Parallel()
+	for _, err := range []error{fanout.ErrInvalidTopic, fanout.ErrForbidden, fanout.ErrBadRequest, fanout.ErrClosed, fanout.ErrUnavailable} {
+		if got := wire.Sentinel(fanout.ErrorCode(err)); got != err {
+			t.Errorf("Sentinel(%q): got %v, want %v", fanout.ErrorCode(err), got, err)
+		}
+	}
+	if got := wire.Sentinel("internal"); got != nil {
+		t.Errorf("Sentinel(internal): got %v, want nil", got)
+	}
+}
