@@ -7,23 +7,27 @@ import (
 	"time"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/backplane/memory"
 	"github.com/gofanout/fanout/client"
 	"github.com/gofanout/fanout/internal/testenv"
 )
 
-// cutOnPublish is an observer that cuts the proxy's connections once, right
-// after the hub published to topic and before the publisher's reply is
-// written: the publish happened, and its reply is lost.
+// cutOnPublish is a memory backplane that cuts the proxy's connections
+// once, right after it published to topic and before the publisher's reply
+// is written: the publish happened, and its reply is lost.
 type cutOnPublish struct {
+	fanout.Backplane
 	topic string
 	px    atomic.Pointer[testenv.Proxy]
 	done  atomic.Bool
 }
 
-func (o *cutOnPublish) Observe(e fanout.Event) {
-	if e.Type == fanout.EventPublish && e.Topic == o.topic && o.done.CompareAndSwap(false, true) {
-		o.px.Load().Cut()
+func (b *cutOnPublish) Publish(ctx context.Context, m *fanout.Message, idem string) (fanout.Position, error) {
+	pos, err := b.Backplane.Publish(ctx, m, idem)
+	if err == nil && m.Topic == b.topic && b.done.CompareAndSwap(false, true) {
+		b.px.Load().Cut()
 	}
+	return pos, err
 }
 
 // TestPublishRetriedOnce: a publish whose reply a cut connection lost is
@@ -40,8 +44,8 @@ func TestPublishRetriedOnce(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			obs := &cutOnPublish{topic: "orders"}
-			srv := newServer(t, &fanout.HubOptions{Authorize: allowPublish, Observer: obs})
+			obs := &cutOnPublish{Backplane: memory.New(nil).Node(), topic: "orders"}
+			srv := newServer(t, &fanout.HubOptions{Authorize: allowPublish, Backplane: obs})
 			px := testenv.NewProxy(t, srv.addr)
 			obs.px.Store(px)
 			st := newStatuses()
