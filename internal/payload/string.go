@@ -1,7 +1,6 @@
 package payload
 
 import (
-	"maps"
 	"slices"
 	"unicode/utf8"
 )
@@ -53,7 +52,13 @@ func AppendString(b []byte, s string) []byte {
 // encoding/json writes a map.
 func AppendStringMap(b []byte, m map[string]string) []byte {
 	b = append(b, '{')
-	for i, k := range slices.Sorted(maps.Keys(m)) {
+	var arr [8]string // headers are small: no allocation for the names
+	keys := arr[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
 		if i > 0 {
 			b = append(b, ',')
 		}

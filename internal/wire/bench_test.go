@@ -14,12 +14,15 @@ import (
 // does once per message and wire format.
 func BenchmarkEncodeMessage(b *testing.B) {
 	for _, tc := range []struct {
-		name string
-		data []byte
+		name   string
+		data   []byte
+		header map[string]string
 	}{
-		{"json-64B", []byte(`{"sku":"SKU-42","stock":5,"warehouse":"north","updated":17000000}`)},
-		{"json-1KiB", []byte(`{"v":"` + strings.Repeat("x", 1016) + `"}`)},
-		{"binary-1KiB", []byte(strings.Repeat("\x00\xff", 512))},
+		{"json-64B", []byte(`{"sku":"SKU-42","stock":5,"warehouse":"north","updated":17000000}`), nil},
+		{"json-64B-header", []byte(`{"sku":"SKU-42","stock":5,"warehouse":"north","updated":17000000}`),
+			map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tenant": "north"}},
+		{"json-1KiB", []byte(`{"v":"` + strings.Repeat("x", 1016) + `"}`), nil},
+		{"binary-1KiB", []byte(strings.Repeat("\x00\xff", 512)), nil},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -27,7 +30,7 @@ func BenchmarkEncodeMessage(b *testing.B) {
 			now := time.UnixMilli(1700000000123)
 			for i := 0; b.Loop(); i++ {
 				m := &fanout.Message{Topic: "stock:SKU-42", Position: fanout.Position{Epoch: "3f9c2a1b7d0e", Seq: uint64(i)},
-					Key: "SKU-42", Data: tc.data, Time: now}
+					Key: "SKU-42", Data: tc.data, Time: now, Header: tc.header}
 				if len(m.Encode(wire.JSON)) == 0 {
 					b.Fatal("empty encoding")
 				}

@@ -19,7 +19,11 @@ import (
 // JSON is the encoding of a message as a "msg" frame. Each message is
 // encoded once however many sessions receive it.
 var JSON = fanout.NewEncoding("json", func(m *fanout.Message) []byte {
-	return appendMessage(make([]byte, 0, 96+len(m.Topic)+len(m.Key)+len(m.Data)*4/3), m)
+	n := 96 + len(m.Topic) + len(m.Key) + len(m.Data)*4/3
+	for k, v := range m.Header {
+		n += len(k) + len(v) + 8
+	}
+	return appendMessage(make([]byte, 0, n), m)
 })
 
 // appendMessage appends m as a msg frame: type, topic, epoch, seq, then
