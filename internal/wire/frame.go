@@ -99,7 +99,6 @@ const (
 	fieldMessage   = "message"
 	fieldPosition  = "position"
 	fieldRecovered = "recovered"
-	fieldKey       = "key"
 	fieldTime      = "time"
 	fieldItems     = "items"
 	fieldReason    = "reason"
@@ -236,7 +235,7 @@ func parseMessage(ms []payload.Member, strict bool) (*fanout.Message, error) {
 		case fieldSeq:
 			seq = true
 			m.Position.Seq, err = payload.Uint(e.Name, e.Value)
-		case fieldKey:
+		case payload.FieldKey:
 			m.Key, err = payload.String(e.Name, e.Value)
 		case fieldTime:
 			var ms int64
