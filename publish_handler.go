@@ -1,7 +1,6 @@
 package fanout
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,7 +38,7 @@ type PublishHandlerOptions struct {
 
 // MaxIdempotencyKeyLength bounds the idempotency key of an HTTP publish, in
 // bytes.
-const MaxIdempotencyKeyLength = 256
+const MaxIdempotencyKeyLength = payload.MaxIdempotencyKeyLength
 
 // NewPublishHandler returns an http.Handler through which services publish
 // to hub over HTTP, for producers written in any language. Mount it on a
@@ -59,7 +58,10 @@ const MaxIdempotencyKeyLength = 256
 // the two is required. "key" makes the message the topic's current state
 // for that key ([WithKey]); "idempotency_key" makes a retry return the
 // first publication's position instead of publishing twice
-// ([WithIdempotencyKey]).
+// ([WithIdempotencyKey]); "header", an object of at most 32 strings and
+// 4 KiB, travels with the message ([WithHeader]). Field names match exactly;
+// a field given twice, an unknown field or anything after the object is a
+// bad request.
 //
 // The request is authenticated with [Hub.Authenticate] (transport "http")
 // and authorized with [Hub.Authorize] and [ActionPublish]; credentials from
@@ -94,15 +96,6 @@ type publishHandler struct {
 	opts PublishHandlerOptions
 }
 
-// publishRequest is the body of an HTTP publish.
-type publishRequest struct {
-	Topic          string          `json:"topic"`
-	Data           json.RawMessage `json:"data"`
-	Data64         *string         `json:"data64"`
-	Key            string          `json:"key"`
-	IdempotencyKey string          `json:"idempotency_key"`
-}
-
 func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -124,7 +117,7 @@ func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, HTTPStatus(err), err)
 		return
 	}
-	req, data, err := h.readRequest(w, r)
+	req, err := h.readRequest(w, r)
 	if err != nil {
 		WriteError(w, HTTPStatus(err), err)
 		return
@@ -133,14 +126,17 @@ func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, HTTPStatus(err), err)
 		return
 	}
-	opts := make([]PublishOption, 0, 2)
+	opts := make([]PublishOption, 0, 3)
+	if req.Header != nil {
+		opts = append(opts, WithHeader(req.Header))
+	}
 	if req.Key != "" {
 		opts = append(opts, WithKey(req.Key))
 	}
 	if req.IdempotencyKey != "" {
 		opts = append(opts, WithIdempotencyKey(req.IdempotencyKey))
 	}
-	pos, err := h.hub.Publish(ctx, req.Topic, data, opts...)
+	pos, err := h.hub.Publish(ctx, req.Topic, req.Data, opts...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return // the client went away; nobody reads an answer
@@ -203,36 +199,38 @@ func (h *publishHandler) crossOrigin(r *http.Request) bool {
 	return err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host)
 }
 
-// readRequest reads and checks the body. Its errors match ErrBadRequest,
-// ErrInvalidTopic or ErrTooLarge.
-func (h *publishHandler) readRequest(w http.ResponseWriter, r *http.Request) (publishRequest, []byte, error) {
-	var req publishRequest
+// readRequest reads and checks the body, with the rules of the publish
+// command (package payload): field names exactly as documented, no member
+// twice, no unknown field, nothing after the object. Its errors match
+// ErrBadRequest, ErrInvalidTopic or ErrTooLarge.
+func (h *publishHandler) readRequest(w http.ResponseWriter, r *http.Request) (payload.Publish, error) {
+	var req payload.Publish
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			return req, nil, fmt.Errorf("%w: body larger than %d bytes", ErrTooLarge, mb.Limit)
+			return req, fmt.Errorf("%w: body larger than %d bytes", ErrTooLarge, mb.Limit)
 		}
-		return req, nil, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err)
+		return req, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err)
 	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&req); err != nil {
-		return req, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	ms, err := payload.Members(nil, body)
+	if err != nil {
+		return req, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	if len(bytes.TrimLeft(body[d.InputOffset():], " \t\r\n")) > 0 {
-		return req, nil, fmt.Errorf("%w: trailing data after the JSON body", ErrBadRequest)
+	for _, m := range ms {
+		known, err := req.Set(m.Name, m.Value)
+		if !known {
+			err = payload.Unknown(m.Name)
+		}
+		if err != nil {
+			return req, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
 	}
 	if err := ValidateTopic(req.Topic); err != nil {
-		return req, nil, err
+		return req, err
 	}
-	if len(req.IdempotencyKey) > MaxIdempotencyKeyLength {
-		return req, nil, fmt.Errorf("%w: idempotency_key longer than %d bytes", ErrBadRequest, MaxIdempotencyKeyLength)
+	if err := req.Finish(); err != nil {
+		return req, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	// The same rule as the JSON protocol's publish command.
-	data, err := payload.Decode(req.Data, req.Data64)
-	if err != nil {
-		return req, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
-	}
-	return req, data, nil
+	return req, nil
 }

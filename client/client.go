@@ -160,6 +160,7 @@ const (
 )
 
 type publishRequest struct {
+	seq       uint64 // orders publishes sent again after a reconnect
 	id        string
 	cmd       []byte
 	res       chan publishResult // capacity 1
@@ -258,34 +259,6 @@ func (c *Client) Subscribe(ctx context.Context, topic string, opts *SubscribeOpt
 	case <-ctx.Done():
 		s.Close()
 		return nil, ctx.Err()
-	}
-}
-
-// Publish publishes data to topic, with key as its snapshot key when not
-// empty, and returns the message's position. The server must allow this
-// client to publish. While the client is reconnecting, Publish waits for
-// the connection. When the connection drops before the reply, Publish
-// fails with [ErrConnectionLost]: the message may or may not have been
-// published. It fails with a [*ServerError] when the server refuses
-// (errors.Is matches [fanout.ErrForbidden], [fanout.ErrTooLarge], ...).
-func (c *Client) Publish(ctx context.Context, topic string, data []byte, key string) (fanout.Position, error) {
-	if err := fanout.ValidateTopic(topic); err != nil {
-		return fanout.Position{}, fmt.Errorf("client: publish: %w", err)
-	}
-	id := c.newID()
-	p := &publishRequest{id: id, cmd: publishCommand(id, topic, data, key), res: make(chan publishResult, 1)}
-	if err := c.post(request{op: opPublish, pub: p}); err != nil {
-		return fanout.Position{}, fmt.Errorf("client: publish %q: %w", topic, err)
-	}
-	select {
-	case r := <-p.res:
-		if r.err != nil {
-			return fanout.Position{}, fmt.Errorf("client: publish %q: %w", topic, r.err)
-		}
-		return r.pos, nil
-	case <-ctx.Done():
-		p.cancelled.Store(true)
-		return fanout.Position{}, ctx.Err()
 	}
 }
 

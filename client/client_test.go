@@ -85,7 +85,7 @@ func TestPublishFromClient(t *testing.T) {
 	c := dial(t, "ws://"+srv.addr+"/", options(t, nil))
 	s := subscribe(t, c, "chat", nil)
 	data := []byte("\x00binary\xff")
-	pos, err := c.Publish(context.Background(), "chat", data, "k")
+	pos, err := c.Publish(context.Background(), "chat", data, client.WithKey("k"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestServerRefusals(t *testing.T) {
 	if _, err := c.Subscribe(ctx, "secret", nil); !errors.Is(err, fanout.ErrForbidden) {
 		t.Errorf("subscribe: got %v, want forbidden", err)
 	}
-	if _, err := c.Publish(ctx, "secret", []byte("1"), ""); !errors.Is(err, fanout.ErrForbidden) {
+	if _, err := c.Publish(ctx, "secret", []byte("1")); !errors.Is(err, fanout.ErrForbidden) {
 		t.Errorf("publish: got %v, want forbidden", err)
 	}
 	if _, err := c.Subscribe(ctx, "bad topic", nil); !errors.Is(err, fanout.ErrInvalidTopic) {

@@ -49,7 +49,7 @@ func TestCloseEndsEverything(t *testing.T) {
 	if _, err := c.Subscribe(ctx, "y", nil); !errors.Is(err, client.ErrClosed) {
 		t.Errorf("subscribe: got %v, want ErrClosed", err)
 	}
-	if _, err := c.Publish(ctx, "y", []byte("1"), ""); !errors.Is(err, client.ErrClosed) {
+	if _, err := c.Publish(ctx, "y", []byte("1")); !errors.Is(err, client.ErrClosed) {
 		t.Errorf("publish: got %v, want ErrClosed", err)
 	}
 	if got := st.waitFor(t, client.StatusStopped); !errors.Is(got.Err, client.ErrClosed) {
@@ -79,7 +79,7 @@ func TestCloseWhileReconnecting(t *testing.T) {
 	}()
 	pubErr := make(chan error)
 	go func() {
-		_, err := c.Publish(ctx, "x", []byte("1"), "")
+		_, err := c.Publish(ctx, "x", []byte("1"))
 		pubErr <- err
 	}()
 	c.Close()
@@ -121,7 +121,7 @@ func TestSubscribeWaitsForConnection(t *testing.T) {
 	}()
 	published := make(chan error)
 	go func() {
-		_, err := c.Publish(ctx, "y", []byte("1"), "")
+		_, err := c.Publish(ctx, "y", []byte("1"))
 		published <- err
 	}()
 	px.Resume()

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/wire"
 )
 
 // loop is the state of the client's connection goroutine, which alone
@@ -164,7 +166,7 @@ func (l *loop) stop(err error) {
 }
 
 type readResult struct {
-	frames []frame
+	frames []wire.Frame
 	err    error
 }
 
@@ -182,7 +184,7 @@ func (l *loop) serve(conn *websocket.Conn) ending {
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		var fs []frame
+		var fs []wire.Frame
 		for {
 			_, b, err := conn.Read(context.Background())
 			if err == nil {
@@ -283,13 +285,17 @@ func (l *loop) ending(err error) ending {
 }
 
 // disconnected forgets the connection's state: every subscription will be
-// subscribed again, and publishes awaiting a reply fail.
+// subscribed again, and publishes awaiting a reply will be sent again, in
+// the order they were first sent, with the same idempotency key.
 func (l *loop) disconnected() {
+	var lost []*publishRequest
 	for _, cl := range l.calls {
 		if cl.kind == callPublish {
-			cl.pub.res <- publishResult{err: ErrConnectionLost}
+			lost = append(lost, cl.pub)
 		}
 	}
+	slices.SortFunc(lost, func(a, b *publishRequest) int { return cmp.Compare(a.seq, b.seq) })
+	l.waiting = append(lost, l.waiting...)
 	for _, s := range l.subs {
 		s.state = subIdle
 	}
@@ -385,33 +391,33 @@ func (l *loop) publish(p *publishRequest) {
 }
 
 // handle acts on one server frame.
-func (l *loop) handle(f *frame) {
-	switch f.typ {
-	case frameMessage:
-		if s := l.held[f.topic]; s != nil && s.state == subLive {
-			l.deliver(s, f.msg)
+func (l *loop) handle(f *wire.Frame) {
+	switch f.Type {
+	case wire.FrameMsg:
+		if s := l.held[f.Topic]; s != nil && s.state == subLive {
+			l.deliver(s, message(f.Message))
 		}
-	case frameReply:
-		cl, ok := l.calls[f.id]
+	case wire.FrameReply:
+		cl, ok := l.calls[f.ID]
 		if !ok {
 			return // a reply to a ping already settled by other frames
 		}
-		delete(l.calls, f.id)
+		delete(l.calls, f.ID)
 		l.reply(cl, f)
-	case frameSnapshot:
-		s := l.held[f.topic]
+	case wire.FrameSnapshot:
+		s := l.held[f.Topic]
 		if s == nil || s.state != subAwaitSnap {
 			return // the subscription was closed meanwhile
 		}
-		snap := Event{Kind: EventSnapshot, Snapshot: f.items, Position: *f.pos}
+		snap := Event{Kind: EventSnapshot, Snapshot: messages(f.Items), Position: *f.Position}
 		if s.reset {
 			s.pushAll(Event{Kind: EventReset, Position: s.pos}, snap)
 		} else {
 			s.pushAll(snap)
 		}
-		s.pos, s.hasPos, s.reset, s.state = *f.pos, true, false, subLive
-	case frameClose:
-		l.closeCode, l.closeWhy = f.code, f.reason
+		s.pos, s.hasPos, s.reset, s.state = *f.Position, true, false, subLive
+	case wire.FrameClose:
+		l.closeCode, l.closeWhy = f.Code, f.Reason
 	}
 }
 
@@ -434,18 +440,18 @@ func (l *loop) deliver(s *Subscription, m Message) {
 }
 
 // reply settles the command cl with its reply f.
-func (l *loop) reply(cl call, f *frame) {
+func (l *loop) reply(cl call, f *wire.Frame) {
 	switch cl.kind {
 	case callPing:
 	case callPublish:
 		r := publishResult{}
 		switch {
-		case !f.ok:
-			r.err = &ServerError{Code: f.errCode, Message: f.errMsg}
-		case f.pos == nil:
-			r.err = fmt.Errorf("%w: publish reply without position", errMalformed)
+		case !f.OK:
+			r.err = serverError(f)
+		case f.Position == nil:
+			r.err = fmt.Errorf("%w: publish reply without position", wire.ErrMalformed)
 		default:
-			r.pos = *f.pos
+			r.pos = *f.Position
 		}
 		cl.pub.res <- r
 	case callUnsubscribe:
@@ -462,14 +468,14 @@ func (l *loop) reply(cl call, f *frame) {
 	}
 }
 
-func (l *loop) subscribed(cl call, f *frame) {
+func (l *loop) subscribed(cl call, f *wire.Frame) {
 	s := cl.sub
-	if !f.ok {
+	if !f.OK {
 		if l.held[s.topic] == s {
 			delete(l.held, s.topic)
 		}
 		s.state = subIdle
-		err := &ServerError{Code: f.errCode, Message: f.errMsg}
+		err := serverError(f)
 		switch {
 		case s.removed:
 			if next := l.subs[s.topic]; next != nil {
@@ -479,7 +485,7 @@ func (l *loop) subscribed(cl call, f *frame) {
 			delete(l.subs, s.topic)
 			s.answer(err)
 			s.end(err)
-		case transient(f.errCode):
+		case transient(err.Code):
 			l.broken = fmt.Errorf("client: resubscribe %q: %w", s.topic, err)
 		default:
 			delete(l.subs, s.topic)
@@ -493,7 +499,7 @@ func (l *loop) subscribed(cl call, f *frame) {
 	}
 	switch {
 	case cl.since:
-		recovered := f.recovered == nil || *f.recovered
+		recovered := f.Recovered == nil || *f.Recovered
 		l.c.notes.post(Status{Kind: StatusResumed, Topic: s.topic, Recovered: recovered})
 		if recovered {
 			s.state = subLive
@@ -502,11 +508,11 @@ func (l *loop) subscribed(cl call, f *frame) {
 		}
 	case cl.snapshot:
 		s.state = subAwaitSnap
-	case f.pos == nil:
-		l.broken = fmt.Errorf("%w: subscribe reply without position", errMalformed)
+	case f.Position == nil:
+		l.broken = fmt.Errorf("%w: subscribe reply without position", wire.ErrMalformed)
 		return
 	default:
-		s.pos, s.hasPos, s.state = *f.pos, true, subLive
+		s.pos, s.hasPos, s.state = *f.Position, true, subLive
 	}
 	s.answer(nil)
 }

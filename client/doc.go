@@ -53,6 +53,16 @@
 // whole policy. [Options.OnStatus] reports every connection change and
 // every resumed subscription.
 //
+// # Publishing
+//
+// [Client.Publish] publishes where the server's authorizer allows it, with
+// [WithKey], [WithHeader] and [WithIdempotencyKey]. Every publish carries
+// an idempotency key, the caller's or a random one: a publish whose
+// connection drops before its reply is sent again after the reconnect with
+// the same key, and the server publishes it once (within its idempotency
+// window, 5 minutes by default). Publish gives up only when its context
+// ends or the client stops.
+//
 // # Lifecycle
 //
 // [Client.Close] closes the connection, ends every subscription with

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/wire"
 )
 
 // Errors of the client. Match them with errors.Is.
@@ -14,9 +15,6 @@ var (
 	// ErrAlreadySubscribed: the client already has a subscription to the
 	// topic.
 	ErrAlreadySubscribed = errors.New("client: already subscribed")
-	// ErrConnectionLost: the connection dropped after a publish was sent and
-	// before its reply came; the message may or may not have been published.
-	ErrConnectionLost = errors.New("client: connection lost before the reply")
 )
 
 // CloseError is why the client stopped when the server closed the
@@ -51,22 +49,13 @@ func (e *ServerError) Error() string {
 	return fmt.Sprintf("client: server: %s: %s", e.Code, e.Message)
 }
 
-// Unwrap returns the fanout sentinel error of e.Code, or nil.
-func (e *ServerError) Unwrap() error {
-	for _, s := range sentinels {
-		if fanout.ErrorCode(s) == e.Code {
-			return s
-		}
-	}
-	return nil
+// serverError is the error of a failed reply.
+func serverError(f *wire.Frame) *ServerError {
+	return &ServerError{Code: f.Error.Code, Message: f.Error.Message}
 }
 
-var sentinels = []error{
-	fanout.ErrInvalidTopic, fanout.ErrUnauthenticated, fanout.ErrForbidden,
-	fanout.ErrAlreadySubscribed, fanout.ErrNotSubscribed, fanout.ErrTooManySubscriptions,
-	fanout.ErrRateLimited, fanout.ErrTooLarge, fanout.ErrBadRequest,
-	fanout.ErrUnavailable, fanout.ErrClosed,
-}
+// Unwrap returns the fanout sentinel error of e.Code, or nil.
+func (e *ServerError) Unwrap() error { return wire.Sentinel(e.Code) }
 
 // transient reports whether a refused subscribe may succeed when retried
 // unchanged on a new connection.

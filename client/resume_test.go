@@ -273,7 +273,7 @@ func TestUnauthorizedStops(t *testing.T) {
 	if got := calls.Load(); got != 3 {
 		t.Errorf("got %d token calls, want 3 (dial, two refused attempts)", got)
 	}
-	if _, err := c.Publish(context.Background(), "x", []byte("1"), ""); !errors.As(err, &ce) {
+	if _, err := c.Publish(context.Background(), "x", []byte("1")); !errors.As(err, &ce) {
 		t.Errorf("publish after stop: got %v, want the CloseError", err)
 	}
 }
@@ -315,7 +315,7 @@ func TestTooLargeStops(t *testing.T) {
 	srv := newServer(t, &fanout.HubOptions{Authorize: allowPublish})
 	st := newStatuses()
 	c := dial(t, "ws://"+srv.addr+"/", options(t, st))
-	_, err := c.Publish(context.Background(), "x", make([]byte, 100<<10), "")
+	_, err := c.Publish(context.Background(), "x", make([]byte, 100<<10))
 	if err == nil {
 		t.Fatal("got no error, want one")
 	}

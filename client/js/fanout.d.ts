@@ -212,9 +212,19 @@ export declare class Client {
   /**
    * Publish (WebSocket only; the server's authorizer must allow it).
    * Uint8Array and ArrayBuffer travel as bytes, anything else as JSON.
-   * Rejects with FanoutError 'disconnected' when not connected.
+   * Rejects with FanoutError 'disconnected' when not connected. Every
+   * publish carries an idempotency key (idempotencyKey, at most 256 bytes,
+   * or a random one): a publish whose connection drops before its reply is
+   * sent again with the same key on the next connection, so that it is
+   * published once; it rejects with 'disconnected' only when the client
+   * stops or closes, or with signal's reason when signal aborts. header:
+   * at most 32 strings and 4 KiB.
    */
-  publish(topic: string, data: unknown, options?: { key?: string }): Promise<Position>;
+  publish(
+    topic: string,
+    data: unknown,
+    options?: { key?: string; idempotencyKey?: string; header?: Record<string, string>; signal?: AbortSignal },
+  ): Promise<Position>;
   /**
    * When disconnected (waiting for the next attempt, or stopped by 4003),
    * connect now. The browser's 'online' event does this too.

@@ -188,6 +188,16 @@ export function classify(last, msg) {
   return 'gap';
 }
 
+/** newIdempotencyKey returns a random idempotency key for a publish. */
+export function newIdempotencyKey() {
+  const c = globalThis.crypto;
+  if (c && typeof c.randomUUID === 'function') return `js-${c.randomUUID()}`;
+  const b = new Uint8Array(16);
+  if (c && typeof c.getRandomValues === 'function') c.getRandomValues(b);
+  else for (let i = 0; i < b.length; i++) b[i] = Math.floor(Math.random() * 256);
+  return `js-${Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('')}`;
+}
+
 /** retryable reports whether a failed subscribe may succeed if tried again. */
 export function retryable(code) {
   return code === 'unavailable' || code === 'internal' || code === 'closed' ||
@@ -219,6 +229,7 @@ export class Client {
     this._url = url;
     this._subs = new Map(); // topic -> Subscription
     this._pending = new Map(); // command id -> {onReply}
+    this._unsent = []; // publishes whose connection dropped, sent again on the next
     this._nextId = 0;
     this._attempt = 0; // consecutive failed connections
     this._conn = null; // the current connection, or null
@@ -271,6 +282,17 @@ export class Client {
    * publish sends data to topic (WebSocket only, where the server allows
    * clients to publish) and resolves with the message's position. Bytes
    * (Uint8Array, ArrayBuffer) travel as data64, anything else as JSON.
+   *
+   * opts.key makes the message the topic's state for that key;
+   * opts.header (at most 32 strings, 4 KiB) travels with the message;
+   * opts.idempotencyKey (at most 256 bytes) makes the server publish the
+   * message once however often it is sent: without one, publish makes a
+   * random key. A publish whose connection drops before its reply is sent
+   * again with the same key on the next connection, so that it is
+   * published once; it is rejected only when the client stops or closes,
+   * or when opts.signal (an AbortSignal) aborts, after which it may or may
+   * not have been published. Called while the client is not connected,
+   * publish rejects at once with 'disconnected'.
    */
   publish(topic, data, opts = {}) {
     if (this._opts.transport !== 'websocket') {
@@ -285,12 +307,45 @@ export class Client {
     else if (data === undefined) return Promise.reject(new TypeError('fanout: publish needs data'));
     else cmd.data = data;
     if (opts.key) cmd.key = opts.key;
+    cmd.idempotency_key = opts.idempotencyKey || newIdempotencyKey();
+    if (opts.header) cmd.header = { ...opts.header };
+    const signal = opts.signal;
+    if (signal && signal.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
-      this._command(cmd, (f) => {
-        if (f.ok) resolve(f.position);
-        else reject(replyError(f));
-      });
+      const p = { cmd, done: false };
+      const onAbort = () => p.settle(null, signal.reason);
+      p.settle = (pos, err) => {
+        if (p.done) return;
+        p.done = true;
+        if (signal) signal.removeEventListener('abort', onAbort);
+        const i = this._unsent.indexOf(p);
+        if (i >= 0) this._unsent.splice(i, 1);
+        if (err) reject(err);
+        else resolve(pos);
+      };
+      if (signal) signal.addEventListener('abort', onAbort, { once: true });
+      this._sendPublish(p);
     });
+  }
+
+  // _sendPublish sends the publish p; when its connection drops first, p
+  // waits in _unsent for the next connection.
+  _sendPublish(p) {
+    this._command(p.cmd, (f) => {
+      if (p.done) return;
+      if (f.ok) p.settle(f.position);
+      else if (f.error && f.error.code === 'disconnected' && !this._closed) this._unsent.push(p);
+      else p.settle(null, replyError(f));
+    });
+  }
+
+  // _failUnsent rejects the publishes waiting for a connection: the client
+  // stopped.
+  _failUnsent(reason) {
+    for (const p of [...this._unsent]) {
+      p.settle(null, new FanoutError('disconnected', `fanout: ${reason || 'stopped'}; the publish may or may not have happened`));
+    }
+    this._unsent = [];
   }
 
   /**
@@ -323,6 +378,7 @@ export class Client {
     this._timers.clear();
     this._retry = null;
     this._failPending();
+    this._failUnsent('client closed');
     for (const sub of this._subs.values()) sub._state = 'closed';
     this._setStatus({ state: 'disconnected', code: CloseCode.NORMAL, reason: 'client closed', willReconnect: false, attempt: this._attempt });
   }
@@ -433,6 +489,9 @@ export class Client {
     this._setStatus({ state: 'connected', attempt: this._attempt });
     if (conn.pings && this._opts.pingInterval > 0) this._schedulePing(gen);
     conn.opened();
+    const unsent = this._unsent;
+    this._unsent = [];
+    for (const p of unsent) this._sendPublish(p);
   }
 
   _schedulePing(gen) {
@@ -535,6 +594,7 @@ export class Client {
     this._attempt = healthy ? 1 : this._attempt + 1;
     const plan = reconnectPlan(code, this._attempt, this._opts);
     if (!plan.reconnect) {
+      this._failUnsent(reason);
       this._setStatus({ state: 'disconnected', code, reason, willReconnect: false, attempt: this._attempt });
       return;
     }

@@ -391,16 +391,47 @@ test('client publishes JSON and bytes and fails fast when disconnected', async (
   const ws = sock();
   ws.open();
   const p1 = client.publish('a', { n: 1 }, { key: 'k' });
-  const p2 = client.publish('a', new Uint8Array([0, 255]));
+  const p2 = client.publish('a', new Uint8Array([0, 255]), { idempotencyKey: 'e1', header: { tp: '00' } });
   const [c1, c2] = ws.take();
-  assert.deepEqual(c1, { id: c1.id, type: 'publish', topic: 'a', data: { n: 1 }, key: 'k' });
-  assert.deepEqual(c2, { id: c2.id, type: 'publish', topic: 'a', data64: 'AP8=' });
+  assert.match(c1.idempotency_key, /^js-[0-9a-f-]{32,36}$/);
+  assert.deepEqual(c1, { id: c1.id, type: 'publish', topic: 'a', data: { n: 1 }, key: 'k', idempotency_key: c1.idempotency_key });
+  assert.deepEqual(c2, { id: c2.id, type: 'publish', topic: 'a', data64: 'AP8=', idempotency_key: 'e1', header: { tp: '00' } });
   ws.frames(
     { type: 'reply', id: c1.id, ok: true, position: { epoch: 'e', seq: 1 } },
     { type: 'reply', id: c2.id, ok: false, error: { code: 'forbidden', message: 'no' } },
   );
   assert.deepEqual(await p1, { epoch: 'e', seq: 1 });
   await assert.rejects(p2, (e) => e.code === 'forbidden');
+});
+
+test('a publish lost with its connection is sent again with the same idempotency key', async (t) => {
+  const { client, sock } = setup(t, { backoffMin: 100, backoffMax: 100 });
+  await flush();
+  let ws = sock();
+  ws.open();
+  const p = client.publish('a', { n: 1 });
+  const ac = new AbortController();
+  const aborted = client.publish('a', 2, { signal: ac.signal });
+  const [c1] = ws.take();
+  ws.end(1006);
+  mock.timers.tick(100);
+  await flush();
+  ws = sock();
+  ws.open();
+  const again = ws.take();
+  assert.equal(again.length, 2);
+  assert.notEqual(again[0].id, c1.id);
+  assert.deepEqual(again[0], { ...c1, id: again[0].id }, 'the same command, with the same idempotency key');
+  ac.abort(new Error('gave up'));
+  await assert.rejects(aborted, /gave up/);
+  ws.frames({ type: 'reply', id: again[0].id, ok: true, position: { epoch: 'e', seq: 1 } });
+  assert.deepEqual(await p, { epoch: 'e', seq: 1 });
+
+  // A client that stops rejects the publishes it could not send.
+  const lost = client.publish('a', 3);
+  ws.take();
+  ws.end(4003, 'bad request');
+  await assert.rejects(lost, (e) => e.code === 'disconnected');
 });
 
 test('a failed subscribe is retried only when the error is temporary', async (t) => {

@@ -1,8 +1,6 @@
 package wire
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 
 	"github.com/gofanout/fanout"
@@ -20,100 +18,197 @@ const (
 // MaxIDLength bounds a command id, in bytes.
 const MaxIDLength = 64
 
-// Command is one decoded client command.
+// Command is one client command. Type says which fields belong to it:
+//
+//   - subscribe: Topic, Since, Snapshot
+//   - unsubscribe: Topic
+//   - publish: Topic, Data, Key, IdempotencyKey, Header
+//   - ping: none
+//
+// ID, at most [MaxIDLength] bytes, is echoed by the reply.
 type Command struct {
 	ID       string
 	Type     string
 	Topic    string
 	Since    *fanout.Position
 	Snapshot bool
-	Data     []byte
-	Key      string
+
+	Data           []byte
+	Key            string
+	IdempotencyKey string
+	Header         map[string]string
 }
 
-type rawCommand struct {
-	ID       string          `json:"id"`
-	Type     string          `json:"type"`
-	Topic    string          `json:"topic"`
-	Since    *rawPosition    `json:"since"`
-	Snapshot bool            `json:"snapshot"`
-	Data     json.RawMessage `json:"data"`
-	Data64   *string         `json:"data64"`
-	Key      string          `json:"key"`
-}
+// Field names of commands besides those of a publish (see package
+// payload).
+const (
+	fieldID       = "id"
+	fieldType     = "type"
+	fieldSince    = "since"
+	fieldSnapshot = "snapshot"
+	fieldEpoch    = "epoch"
+	fieldSeq      = "seq"
+)
 
-type rawPosition struct {
-	Epoch string  `json:"epoch"`
-	Seq   *uint64 `json:"seq"`
-}
-
-// ParseCommand decodes one command. Its errors match [fanout.ErrBadRequest]
-// or [fanout.ErrInvalidTopic]; when the id could be read, the returned
-// command carries it, so that the error reply can echo it.
+// ParseCommand decodes one command, strictly: field names exactly as
+// documented, no member twice, no unknown field, nothing after the object.
+// Its errors match [fanout.ErrBadRequest] or [fanout.ErrInvalidTopic];
+// when the command is a JSON object whose id could be read, the returned
+// command carries the id, so that the error reply can echo it.
 func ParseCommand(b []byte) (Command, error) {
-	var r rawCommand
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&r); err != nil {
-		return Command{ID: salvageID(b)}, fmt.Errorf("%w: %v", fanout.ErrBadRequest, err)
+	var arr [8]payload.Member
+	ms, err := payload.Members(arr[:0], b)
+	var c Command
+	for _, m := range ms {
+		if m.Name == fieldID {
+			id, idErr := payload.String(fieldID, m.Value)
+			if idErr == nil && len(id) <= MaxIDLength {
+				c.ID = id
+			}
+			if idErr == nil && len(id) > MaxIDLength {
+				idErr = fmt.Errorf("%q longer than %d bytes", fieldID, MaxIDLength)
+			}
+			if err == nil {
+				err = idErr
+			}
+		}
 	}
-	// Decoder.More would accept a trailing "}" or "]": check that only JSON
-	// whitespace follows the command.
-	if len(bytes.TrimLeft(b[d.InputOffset():], " \t\r\n")) > 0 {
-		return Command{ID: salvageID(b)}, fmt.Errorf("%w: trailing data after the command", fanout.ErrBadRequest)
+	if err != nil {
+		return c, badRequest(err)
 	}
-	c := Command{Type: r.Type, Topic: r.Topic, Snapshot: r.Snapshot, Key: r.Key}
-	if len(r.ID) > MaxIDLength {
-		return c, fmt.Errorf("%w: id longer than %d bytes", fanout.ErrBadRequest, MaxIDLength)
+	var p payload.Publish
+	for _, m := range ms {
+		var err error
+		switch m.Name {
+		case fieldID:
+		case fieldType:
+			c.Type, err = payload.String(m.Name, m.Value)
+		case fieldSnapshot:
+			c.Snapshot, err = payload.Bool(m.Name, m.Value)
+		case fieldSince:
+			c.Since, err = parseSince(m.Value)
+		default:
+			var known bool
+			known, err = p.Set(m.Name, m.Value)
+			if !known {
+				err = payload.Unknown(m.Name)
+			}
+		}
+		if err != nil {
+			return c, badRequest(err)
+		}
 	}
-	c.ID = r.ID
-	switch r.Type {
+	c.Topic = p.Topic
+	switch c.Type {
 	case CmdPing:
+		if p.Topic != "" || c.Since != nil || c.Snapshot || p.Given() {
+			return c, badRequest(fmt.Errorf("a ping has no fields but %q and %q", fieldID, fieldType))
+		}
+		c.Topic = ""
 		return c, nil
 	case CmdSubscribe, CmdUnsubscribe, CmdPublish:
 	case "":
-		return c, fmt.Errorf("%w: missing command type", fanout.ErrBadRequest)
+		return c, badRequest(fmt.Errorf("missing %q", fieldType))
 	default:
-		return c, fmt.Errorf("%w: unknown command type %q", fanout.ErrBadRequest, r.Type)
+		return c, badRequest(fmt.Errorf("unknown command type %q", c.Type))
 	}
-	if err := fanout.ValidateTopic(r.Topic); err != nil {
+	if err := fanout.ValidateTopic(c.Topic); err != nil {
 		return c, err
 	}
-	if r.Since != nil {
-		if r.Type != CmdSubscribe || r.Since.Seq == nil {
-			return c, fmt.Errorf("%w: since needs a seq and belongs to subscribe", fanout.ErrBadRequest)
-		}
-		c.Since = &fanout.Position{Epoch: r.Since.Epoch, Seq: *r.Since.Seq}
+	if c.Type != CmdSubscribe && (c.Since != nil || c.Snapshot) {
+		return c, badRequest(fmt.Errorf("%q and %q belong to subscribe", fieldSince, fieldSnapshot))
 	}
-	if r.Type == CmdPublish {
-		data, err := Payload(r.Data, r.Data64)
-		if err != nil {
-			return c, err
+	if c.Type != CmdPublish {
+		if p.Given() {
+			return c, badRequest(fmt.Errorf("%q, %q, %q, %q and %q belong to publish",
+				payload.FieldData, payload.FieldData64, payload.FieldKey, payload.FieldIdempotencyKey, payload.FieldHeader))
 		}
-		c.Data = data
-	} else if r.Data != nil || r.Data64 != nil || r.Key != "" {
-		return c, fmt.Errorf("%w: data and key belong to publish", fanout.ErrBadRequest)
+		return c, nil
 	}
+	if err := p.Finish(); err != nil {
+		return c, badRequest(err)
+	}
+	c.Data, c.Key, c.IdempotencyKey, c.Header = p.Data, p.Key, p.IdempotencyKey, p.Header
 	return c, nil
 }
 
-// Payload returns the bytes to publish from a "data" JSON value or a
-// "data64" base64 string; exactly one must be given.
-func Payload(data json.RawMessage, data64 *string) ([]byte, error) {
-	b, err := payload.Decode(data, data64)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", fanout.ErrBadRequest, err)
+func badRequest(err error) error { return fmt.Errorf("%w: %v", fanout.ErrBadRequest, err) }
+
+// parseSince decodes {"epoch": "…", "seq": N}; seq is required, null is no
+// position.
+func parseSince(v []byte) (*fanout.Position, error) {
+	if payload.IsNull(v) {
+		return nil, nil
 	}
-	return b, nil
+	p, err := parsePosition(fieldSince, v)
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
-// salvageID reads just the id of a command that failed to decode.
-func salvageID(b []byte) string {
-	var r struct {
-		ID string `json:"id"`
+// parsePosition decodes the position in the field name.
+func parsePosition(name string, v []byte) (fanout.Position, error) {
+	if len(v) == 0 || v[0] != '{' {
+		return fanout.Position{}, fmt.Errorf("%q must be an object with %q and %q", name, fieldEpoch, fieldSeq)
 	}
-	if json.Unmarshal(b, &r) != nil || len(r.ID) > MaxIDLength {
-		return ""
+	var arr [2]payload.Member
+	ms, err := payload.Members(arr[:0], v)
+	if err != nil {
+		return fanout.Position{}, fmt.Errorf("%q: %w", name, err)
 	}
-	return r.ID
+	var p fanout.Position
+	seq := false
+	for _, m := range ms {
+		switch m.Name {
+		case fieldEpoch:
+			p.Epoch, err = payload.String(m.Name, m.Value)
+		case fieldSeq:
+			p.Seq, err = payload.Uint(m.Name, m.Value)
+			seq = true
+		default:
+			err = payload.Unknown(m.Name)
+		}
+		if err != nil {
+			return fanout.Position{}, fmt.Errorf("%q: %w", name, err)
+		}
+	}
+	if !seq {
+		return fanout.Position{}, fmt.Errorf("%q needs %q", name, fieldSeq)
+	}
+	return p, nil
+}
+
+// AppendCommand appends c as one line of JSON, the way the Go client
+// sends it: fields in the order id, type, then those of c.Type as listed
+// at [Command], empty optional fields left out, the payload of a publish
+// by the rule of [payload.AppendPublishData].
+func AppendCommand(b []byte, c Command) []byte {
+	b = append(b, '{')
+	if c.ID != "" {
+		b = append(b, `"id":`...)
+		b = payload.AppendString(b, c.ID)
+		b = append(b, ',')
+	}
+	b = append(b, `"type":`...)
+	b = payload.AppendString(b, c.Type)
+	switch c.Type {
+	case CmdSubscribe:
+		b = append(b, `,"topic":`...)
+		b = payload.AppendString(b, c.Topic)
+		if c.Since != nil {
+			b = append(b, `,"since":`...)
+			b = AppendPosition(b, *c.Since)
+		}
+		if c.Snapshot {
+			b = append(b, `,"snapshot":true`...)
+		}
+	case CmdUnsubscribe:
+		b = append(b, `,"topic":`...)
+		b = payload.AppendString(b, c.Topic)
+	case CmdPublish:
+		p := payload.Publish{Topic: c.Topic, Data: c.Data, Key: c.Key, IdempotencyKey: c.IdempotencyKey, Header: c.Header}
+		b = p.Append(b)
+	}
+	return append(b, '}')
 }

@@ -3,7 +3,6 @@ package websocket_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/wire"
 	"github.com/gofanout/fanout/transport/transporttest"
 	fws "github.com/gofanout/fanout/transport/websocket"
 )
@@ -170,31 +170,20 @@ func (c *wsClient) Next(ctx context.Context) (transporttest.Event, error) {
 	}
 }
 
-func (c *wsClient) send(ctx context.Context, cmd map[string]any) error {
-	b, err := json.Marshal(cmd)
-	if err != nil {
-		return err
-	}
-	return c.ws.Write(ctx, websocket.MessageText, b)
+func (c *wsClient) send(ctx context.Context, cmd wire.Command) error {
+	return c.ws.Write(ctx, websocket.MessageText, wire.AppendCommand(nil, cmd))
 }
 
 func (c *wsClient) Subscribe(ctx context.Context, id string, s transporttest.Subscription) error {
-	cmd := map[string]any{"id": id, "type": "subscribe", "topic": s.Topic}
-	if s.Since != nil {
-		cmd["since"] = map[string]any{"epoch": s.Since.Epoch, "seq": s.Since.Seq}
-	}
-	if s.Snapshot {
-		cmd["snapshot"] = true
-	}
-	return c.send(ctx, cmd)
+	return c.send(ctx, wire.Command{ID: id, Type: wire.CmdSubscribe, Topic: s.Topic, Since: s.Since, Snapshot: s.Snapshot})
 }
 
 func (c *wsClient) Unsubscribe(ctx context.Context, id, topic string) error {
-	return c.send(ctx, map[string]any{"id": id, "type": "unsubscribe", "topic": topic})
+	return c.send(ctx, wire.Command{ID: id, Type: wire.CmdUnsubscribe, Topic: topic})
 }
 
 func (c *wsClient) Publish(ctx context.Context, id, topic string, data []byte) error {
-	return c.send(ctx, map[string]any{"id": id, "type": "publish", "topic": topic, "data64": base64.StdEncoding.EncodeToString(data)})
+	return c.send(ctx, wire.Command{ID: id, Type: wire.CmdPublish, Topic: topic, Data: data})
 }
 
 func (c *wsClient) Close() error {
@@ -229,6 +218,8 @@ func (tr *wsTransport) BadInputs() []transporttest.BadInput {
 		{Name: "NotJSON", Want: fanout.ErrBadRequest, Send: text(`{"id":"1","type":`)},
 		{Name: "UnknownType", Want: fanout.ErrBadRequest, Send: text(`{"id":"1","type":"explode","topic":"a"}`)},
 		{Name: "UnknownField", Want: fanout.ErrBadRequest, Send: text(`{"id":"1","type":"subscribe","topic":"a","evil":1}`)},
+		{Name: "FieldNameCase", Want: fanout.ErrBadRequest, Send: text(`{"id":"1","TYPE":"ping"}`)},
+		{Name: "DuplicateField", Want: fanout.ErrBadRequest, Send: text(`{"id":"1","type":"ping","type":"ping"}`)},
 		{Name: "InvalidTopic", Want: fanout.ErrInvalidTopic, Send: text(`{"id":"1","type":"subscribe","topic":"a b"}`)},
 		{Name: "SinceWithoutSeq", Want: fanout.ErrBadRequest, Send: text(`{"id":"1","type":"subscribe","topic":"a","since":{"epoch":"e"}}`)},
 		{Name: "Binary", Want: fanout.ErrBadRequest, WantClose: fanout.CloseBadRequest, Send: send(websocket.MessageBinary, []byte{1, 2, 3})},

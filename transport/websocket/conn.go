@@ -273,9 +273,15 @@ func (c *conn) run(cmd wire.Command) error {
 	case wire.CmdUnsubscribe:
 		return c.sess.Unsubscribe(c.ctx, cmd.ID, cmd.Topic)
 	case wire.CmdPublish:
-		var opts []fanout.PublishOption
+		opts := make([]fanout.PublishOption, 0, 3)
 		if cmd.Key != "" {
 			opts = append(opts, fanout.WithKey(cmd.Key))
+		}
+		if cmd.IdempotencyKey != "" {
+			opts = append(opts, fanout.WithIdempotencyKey(cmd.IdempotencyKey))
+		}
+		if cmd.Header != nil {
+			opts = append(opts, fanout.WithHeader(cmd.Header))
 		}
 		return c.sess.Publish(c.ctx, cmd.ID, cmd.Topic, cmd.Data, opts...)
 	}

@@ -1,9 +1,7 @@
 package websocket_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/internal/testenv"
+	"github.com/gofanout/fanout/internal/wire"
 	fws "github.com/gofanout/fanout/transport/websocket"
 )
 
@@ -92,36 +91,24 @@ func (s *server) publish(t testing.TB, topic, data string, opts ...fanout.Publis
 	return p
 }
 
-// frame is any server frame, decoded strictly.
-type frame struct {
-	Type      string            `json:"type"`
-	ID        string            `json:"id"`
-	OK        *bool             `json:"ok"`
-	Topic     string            `json:"topic"`
-	Error     *frameError       `json:"error"`
-	Position  *position         `json:"position"`
-	Recovered *bool             `json:"recovered"`
-	Epoch     string            `json:"epoch"`
-	Seq       uint64            `json:"seq"`
-	Key       string            `json:"key"`
-	Time      int64             `json:"time"`
-	Header    map[string]string `json:"header"`
-	Data      json.RawMessage   `json:"data"`
-	Data64    *string           `json:"data64"`
-	Items     []frame           `json:"items"`
-	Code      int               `json:"code"`
-	Reason    string            `json:"reason"`
-	Reconnect bool              `json:"reconnect"`
+// frame is any server frame, decoded strictly by the protocol's own
+// decoder.
+type frame = wire.Frame
+
+// seqOf returns the seq of a msg frame, 0 for other frames.
+func seqOf(f frame) uint64 {
+	if f.Message == nil {
+		return 0
+	}
+	return f.Message.Position.Seq
 }
 
-type frameError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-type position struct {
-	Epoch string `json:"epoch"`
-	Seq   uint64 `json:"seq"`
+// dataOf returns the payload of a msg frame, nil for other frames.
+func dataOf(f frame) []byte {
+	if f.Message == nil {
+		return nil
+	}
+	return f.Message.Data
 }
 
 // client is a WebSocket client of a test server.
@@ -185,14 +172,8 @@ func (c *client) read() error {
 	if typ != websocket.MessageText {
 		c.t.Fatalf("got message type %v, want text", typ)
 	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		d := json.NewDecoder(bytes.NewReader(line))
-		d.DisallowUnknownFields()
-		var f frame
-		if err := d.Decode(&f); err != nil {
-			c.t.Fatalf("frame %q: %v", line, err)
-		}
-		c.pending = append(c.pending, f)
+	if c.pending, err = wire.ParseFrames(c.pending, b, true); err != nil {
+		c.t.Fatalf("message %q: %v", b, err)
 	}
 	return nil
 }
@@ -238,7 +219,7 @@ func (c *client) reply(cmd string) frame {
 func (c *client) subscribe(cmd string) frame {
 	c.t.Helper()
 	f := c.reply(cmd)
-	if f.OK == nil || !*f.OK {
+	if !f.OK {
 		c.t.Fatalf("after %s: got %+v (error %+v), want ok", cmd, f, f.Error)
 	}
 	return f
@@ -249,8 +230,8 @@ func (c *client) subscribe(cmd string) frame {
 func (c *client) wantMsg(topic string, seq uint64, data string) frame {
 	c.t.Helper()
 	f := c.next()
-	if f.Type != "msg" || f.Topic != topic || f.Seq != seq || string(f.Data) != data {
-		c.t.Fatalf("got %+v (data %s), want msg %s:%d with data %s", f, f.Data, topic, seq, data)
+	if f.Type != "msg" || f.Topic != topic || seqOf(f) != seq || string(dataOf(f)) != data {
+		c.t.Fatalf("got %+v (data %s), want msg %s:%d with data %s", f, dataOf(f), topic, seq, data)
 	}
 	return f
 }
@@ -259,7 +240,7 @@ func (c *client) wantMsg(topic string, seq uint64, data string) frame {
 func (c *client) wantError(id, code string) frame {
 	c.t.Helper()
 	f := c.next()
-	if f.Type != "reply" || f.OK == nil || *f.OK || f.Error == nil || f.Error.Code != code || f.ID != id {
+	if f.Type != "reply" || f.OK || f.Error == nil || f.Error.Code != code || f.ID != id {
 		c.t.Fatalf("got %+v (error %+v), want error reply id %q code %q", f, f.Error, id, code)
 	}
 	return f

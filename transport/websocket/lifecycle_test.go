@@ -2,10 +2,8 @@ package websocket_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/wire"
 	fws "github.com/gofanout/fanout/transport/websocket"
 )
 
@@ -72,13 +71,13 @@ func TestCommandsWithHandshake(t *testing.T) {
 		if _, err := rc.next(); err != nil {
 			t.Fatalf("after replies %q: %v", ids, err)
 		}
-		for _, line := range bytes.Split(rc.msg, []byte("\n")) {
-			var f struct{ Type, ID string }
-			if err := json.Unmarshal(line, &f); err != nil {
-				t.Fatalf("frame %s: %v", line, err)
-			}
+		fs, err := wire.ParseFrames(nil, rc.msg, true)
+		if err != nil {
+			t.Fatalf("message %q: %v", rc.msg, err)
+		}
+		for _, f := range fs {
 			if f.Type != "reply" {
-				t.Fatalf("got frame %s, want a reply", line)
+				t.Fatalf("got frame %+v, want a reply", f)
 			}
 			ids = append(ids, f.ID)
 		}

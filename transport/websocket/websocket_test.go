@@ -1,6 +1,7 @@
 package websocket_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -32,12 +33,12 @@ func TestSubscribeReceive(t *testing.T) {
 	}
 	for i := 1; i <= 3; i++ {
 		f := c.wantMsg("stock:42", uint64(i), fmt.Sprintf(`{"qty":%d}`, i))
-		if f.Epoch == "" || f.Time == 0 {
-			t.Fatalf("got epoch %q time %d, want both set", f.Epoch, f.Time)
+		if f.Message.Position.Epoch == "" || f.Message.Time.IsZero() {
+			t.Fatalf("got epoch %q time %v, want both set", f.Message.Position.Epoch, f.Message.Time)
 		}
 	}
 	// A ping is answered with an ok reply carrying its id.
-	if f := c.reply(`{"id":"p","type":"ping"}`); f.ID != "p" || !*f.OK {
+	if f := c.reply(`{"id":"p","type":"ping"}`); f.ID != "p" || !f.OK {
 		t.Fatalf("got %+v, want ok reply to ping", f)
 	}
 }
@@ -71,7 +72,7 @@ func TestUnsubscribe(t *testing.T) {
 	c.subscribe(`{"id":"1","type":"subscribe","topic":"t"}`)
 	s.publish(t, "t", "1")
 	c.wantMsg("t", 1, "1")
-	if f := c.reply(`{"id":"2","type":"unsubscribe","topic":"t"}`); !*f.OK || f.ID != "2" || f.Topic != "t" {
+	if f := c.reply(`{"id":"2","type":"unsubscribe","topic":"t"}`); !f.OK || f.ID != "2" || f.Topic != "t" {
 		t.Fatalf("got %+v, want ok reply to unsubscribe", f)
 	}
 	s.publish(t, "t", "2")
@@ -99,15 +100,15 @@ func TestSnapshotSubscribe(t *testing.T) {
 		t.Fatalf("got %+v, want a snapshot of 2 items at seq 3", f)
 	}
 	// Items come in Seq order: hotel (2), then flight (3).
-	if it := f.Items[0]; it.Type != "msg" || it.Key != "hotel" || it.Seq != 2 {
+	if it := f.Items[0]; it.Key != "hotel" || it.Position.Seq != 2 {
 		t.Fatalf("got item %+v, want hotel at seq 2", it)
 	}
-	if it := f.Items[1]; it.Key != "flight" || it.Seq != 3 || string(it.Data) != `{"step":"flight","status":"confirmed"}` {
+	if it := f.Items[1]; it.Key != "flight" || it.Position.Seq != 3 || string(it.Data) != `{"step":"flight","status":"confirmed"}` {
 		t.Fatalf("got item %+v (data %s), want the confirmed flight at seq 3", it, it.Data)
 	}
 	s.publish(t, "saga:7", `{"step":"car","status":"pending"}`, fanout.WithKey("car"))
-	if m := c.wantMsg("saga:7", 4, `{"step":"car","status":"pending"}`); m.Key != "car" {
-		t.Fatalf("got key %q, want car", m.Key)
+	if m := c.wantMsg("saga:7", 4, `{"step":"car","status":"pending"}`); m.Message.Key != "car" {
+		t.Fatalf("got key %q, want car", m.Message.Key)
 	}
 }
 
@@ -158,22 +159,22 @@ func TestClientPublish(t *testing.T) {
 	pub := s.dial(t, nil)
 
 	r := pub.reply(`{"id":"1","type":"publish","topic":"open/chat","data":{"text":"hi"},"key":"k"}`)
-	if !*r.OK || r.ID != "1" || r.Topic != "open/chat" || r.Position == nil || r.Position.Seq != 1 {
+	if !r.OK || r.ID != "1" || r.Topic != "open/chat" || r.Position == nil || r.Position.Seq != 1 {
 		t.Fatalf("got %+v, want ok reply at seq 1", r)
 	}
-	if f := sub.wantMsg("open/chat", 1, `{"text":"hi"}`); f.Key != "k" {
-		t.Fatalf("got key %q, want k", f.Key)
+	if f := sub.wantMsg("open/chat", 1, `{"text":"hi"}`); f.Message.Key != "k" {
+		t.Fatalf("got key %q, want k", f.Message.Key)
 	}
 
 	// Bytes that are not JSON travel as data64, both ways.
 	raw := []byte{0, 1, 2, 0xff, '\n'}
 	r = pub.reply(fmt.Sprintf(`{"id":"2","type":"publish","topic":"open/chat","data64":%q}`, base64.StdEncoding.EncodeToString(raw)))
-	if !*r.OK || r.Position.Seq != 2 {
+	if !r.OK || r.Position.Seq != 2 {
 		t.Fatalf("got %+v, want ok reply at seq 2", r)
 	}
 	f := sub.next()
-	if f.Type != "msg" || f.Seq != 2 || f.Data != nil || f.Data64 == nil || *f.Data64 != base64.StdEncoding.EncodeToString(raw) {
-		t.Fatalf("got %+v, want data64 of %v", f, raw)
+	if f.Type != "msg" || seqOf(f) != 2 || !bytes.Equal(dataOf(f), raw) {
+		t.Fatalf("got %+v, want %v", f, raw)
 	}
 
 	pub.send(`{"id":"3","type":"publish","topic":"closed/news","data":1}`)
@@ -221,7 +222,10 @@ func TestAuthentication(t *testing.T) {
 		t.Fatalf("got Content-Type %q, want application/json", ct)
 	}
 	var body struct {
-		Error frameError `json:"error"`
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
 	}
 	b, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(b, &body); err != nil || body.Error.Code != "unauthenticated" || body.Error.Message == "" {
@@ -323,7 +327,7 @@ func TestBinaryMessage(t *testing.T) {
 	if code != websocket.StatusCode(fanout.CloseBadRequest) {
 		t.Fatalf("got close code %v, want %d", code, fanout.CloseBadRequest)
 	}
-	if len(fs) != 1 || fs[0].Type != "close" || fs[0].Code != int(fanout.CloseBadRequest) || fs[0].Reconnect {
+	if len(fs) != 1 || fs[0].Type != "close" || fs[0].Code != fanout.CloseBadRequest || fs[0].Reconnect {
 		t.Fatalf("got frames %+v, want one close frame 4003 without reconnect", fs)
 	}
 }
@@ -350,11 +354,11 @@ func TestCommandFloodRateLimited(t *testing.T) {
 		t.Fatalf("got %d frames, want at most 5 replies and the close frame: %+v", len(fs), fs)
 	}
 	for _, f := range fs[:len(fs)-1] {
-		if f.Type != "reply" || !*f.OK {
+		if f.Type != "reply" || !f.OK {
 			t.Fatalf("got %+v, want an ok reply", f)
 		}
 	}
-	if f := fs[len(fs)-1]; f.Type != "close" || f.Code != int(fanout.CloseRateLimited) || !f.Reconnect {
+	if f := fs[len(fs)-1]; f.Type != "close" || f.Code != fanout.CloseRateLimited || !f.Reconnect {
 		t.Fatalf("got %+v, want close 4004 with reconnect", f)
 	}
 }
@@ -411,11 +415,11 @@ func TestSlowConsumerClosed(t *testing.T) {
 		t.Fatalf("got %d frames, want some messages and a close frame", len(fs))
 	}
 	for i, f := range fs[:len(fs)-1] {
-		if f.Type != "msg" || f.Seq != uint64(i+1) {
-			t.Fatalf("frame %d: got %s seq %d, want msg seq %d", i, f.Type, f.Seq, i+1)
+		if f.Type != "msg" || seqOf(f) != uint64(i+1) {
+			t.Fatalf("frame %d: got %s seq %d, want msg seq %d", i, f.Type, seqOf(f), i+1)
 		}
 	}
-	if f := fs[len(fs)-1]; f.Type != "close" || f.Code != int(fanout.CloseSlowConsumer) || !f.Reconnect {
+	if f := fs[len(fs)-1]; f.Type != "close" || f.Code != fanout.CloseSlowConsumer || !f.Reconnect {
 		t.Fatalf("got %+v, want close 4001 with reconnect", f)
 	}
 	if e := s.waitClose(t); e.Code != fanout.CloseSlowConsumer {
@@ -445,10 +449,10 @@ func TestShutdown(t *testing.T) {
 		if code != websocket.StatusCode(fanout.CloseShutdown) {
 			t.Fatalf("client %d: got close code %v, want %d", i, code, fanout.CloseShutdown)
 		}
-		if len(fs) != 2 || fs[0].Type != "msg" || string(fs[0].Data) != `"last"` {
+		if len(fs) != 2 || fs[0].Type != "msg" || string(dataOf(fs[0])) != `"last"` {
 			t.Fatalf("client %d: got %+v, want the queued message, then the close", i, fs)
 		}
-		if f := fs[1]; f.Type != "close" || f.Code != int(fanout.CloseShutdown) || !f.Reconnect {
+		if f := fs[1]; f.Type != "close" || f.Code != fanout.CloseShutdown || !f.Reconnect {
 			t.Fatalf("client %d: got %+v, want close 4000 with reconnect", i, f)
 		}
 	}
@@ -564,7 +568,7 @@ func TestCompression(t *testing.T) {
 			}
 			s.publish(t, "t", `{"live":true}`)
 			c.wantMsg("t", n+1, `{"live":true}`)
-			if f := c.reply(`{"id":"p","type":"ping"}`); f.ID != "p" || !*f.OK {
+			if f := c.reply(`{"id":"p","type":"ping"}`); f.ID != "p" || !f.OK {
 				t.Fatalf("got %+v, want ok reply to ping", f)
 			}
 		})
