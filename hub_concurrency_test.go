@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gofanout/fanout"
-	"github.com/gofanout/fanout/backplane/memory"
 )
 
 // TestConcurrentDelivery publishes 100,000 messages over 64 topics from 4
@@ -37,7 +36,7 @@ func TestConcurrentDelivery(t *testing.T) {
 	h := newHub(t, &fanout.HubOptions{
 		// History reaches back to each topic's first message, so every
 		// resume must recover.
-		Backplane: memory.New(&memory.Options{HistorySize: maxSeq}).Node(),
+		Backplane: fanout.NewMemoryBroker(&fanout.MemoryOptions{HistorySize: maxSeq}).Node(),
 		// Queues big enough that no client is closed as a slow consumer:
 		// this test is about order and loss, not about back pressure.
 		QueueMessages: 1 << 20,
