@@ -2,8 +2,10 @@ package fanout_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -11,8 +13,8 @@ import (
 	"github.com/gofanout/fanout"
 )
 
-// The tests of this file measure the live heap, so none of them is
-// parallel: they run alone, before the parallel tests of the package.
+// The tests of this file that measure the live heap are not parallel: they
+// run alone, before the parallel tests of the package.
 
 // liveHeap returns the bytes of live heap after a full collection.
 func liveHeap() uint64 {
@@ -108,4 +110,162 @@ func TestOneShotTopicsExpire(t *testing.T) {
 		synctest.Wait()
 		checkHeap(t, fmt.Sprintf("%d one-shot topics, a day later", topics), baseline, 4<<20)
 	})
+}
+
+// countingBackplane is a memory backplane that counts each topic's
+// subscriptions and can fail Subscribe or Snapshot.
+type countingBackplane struct {
+	fanout.Backplane
+	failSubscribe, failSnapshot string // topic prefixes that fail
+
+	mu   sync.Mutex // guards subs
+	subs map[string]int
+}
+
+var errTest = errors.New("test backplane: refused")
+
+func (b *countingBackplane) Subscribe(ctx context.Context, topic string) error {
+	if b.failSubscribe != "" && len(topic) >= len(b.failSubscribe) && topic[:len(b.failSubscribe)] == b.failSubscribe {
+		return errTest
+	}
+	if err := b.Backplane.Subscribe(ctx, topic); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.subs[topic]++
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *countingBackplane) Unsubscribe(ctx context.Context, topic string) error {
+	b.mu.Lock()
+	b.subs[topic]--
+	if b.subs[topic] == 0 {
+		delete(b.subs, topic)
+	}
+	b.mu.Unlock()
+	return b.Backplane.Unsubscribe(ctx, topic)
+}
+
+func (b *countingBackplane) Snapshot(ctx context.Context, topic string) (fanout.Snapshot, error) {
+	if b.failSnapshot != "" && len(topic) >= len(b.failSnapshot) && topic[:len(b.failSnapshot)] == b.failSnapshot {
+		return fanout.Snapshot{}, errTest
+	}
+	return b.Backplane.Snapshot(ctx, topic)
+}
+
+// TestFailedSubscribesLeaveNothing: however a subscribe fails, the hub
+// keeps no state for its topic and leaves no backplane subscription.
+func TestFailedSubscribesLeaveNothing(t *testing.T) {
+	t.Parallel()
+	bp := &countingBackplane{
+		Backplane:     fanout.NewMemoryBroker(nil).Node(),
+		failSubscribe: "nosub.",
+		failSnapshot:  "nosnap.",
+		subs:          make(map[string]int),
+	}
+	h := newHub(t, &fanout.HubOptions{
+		Backplane:        bp,
+		MaxSubscriptions: 2,
+		Authorize: func(_ context.Context, _ fanout.Principal, topic string, _ fanout.Action) error {
+			if topic == "denied" {
+				return errors.New("no")
+			}
+			return nil
+		},
+	})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			s, err := h.NewSession(fanout.Principal{})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer s.Close(fanout.CloseGoingAway, "")
+			for _, topic := range []string{"nosub.a", "nosnap.a", fmt.Sprint("nosub.", i), fmt.Sprint("nosnap.", i), "denied", "bad topic"} {
+				if err := s.Subscribe(ctx, fanout.SubscribeRequest{Topic: topic}); err == nil {
+					t.Errorf("subscribe to %q: got success, want an error", topic)
+				}
+			}
+			for _, topic := range []string{"ok.a", fmt.Sprint("ok.", i)} {
+				if err := s.Subscribe(ctx, fanout.SubscribeRequest{Topic: topic}); err != nil {
+					t.Errorf("subscribe to %q: %v", topic, err)
+				}
+			}
+			if err := s.Subscribe(ctx, fanout.SubscribeRequest{Topic: fmt.Sprint("over.", i)}); !errors.Is(err, fanout.ErrTooManySubscriptions) {
+				t.Errorf("third subscription: got %v, want ErrTooManySubscriptions", err)
+			}
+			// A subscribe whose context ends while another makes the
+			// topic's backplane subscription.
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			s2, err := h.NewSession(fanout.Principal{})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			s2.Subscribe(cctx, fanout.SubscribeRequest{Topic: "ok.a"})
+			s2.Close(fanout.CloseGoingAway, "")
+		})
+	}
+	wg.Wait()
+	if n := len(h.Topics()); n != 0 {
+		t.Fatalf("after every session left: got %d topics on the hub, want 0", n)
+	}
+	bp.mu.Lock()
+	defer bp.mu.Unlock()
+	if len(bp.subs) != 0 {
+		t.Fatalf("after every session left: backplane subscriptions left: %v", bp.subs)
+	}
+}
+
+// TestDeleteTopicResyncsSubscribers: a session subscribed through
+// DeleteTopic sees the next publish's new epoch as a gap and is told to
+// resync; resuming from its position it gets recovered=false and the new
+// snapshot, never a reused position.
+func TestDeleteTopicResyncsSubscribers(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	ctx := context.Background()
+	s := newSession(t, h)
+	if err := s.Subscribe(ctx, fanout.SubscribeRequest{Topic: "saga.1"}); err != nil {
+		t.Fatal(err)
+	}
+	var buf []fanout.Frame
+	next(t, s, &buf) // reply
+	publish(t, h, "saga.1", "flight", fanout.WithKey("flight"))
+	old := publish(t, h, "saga.1", "hotel", fanout.WithKey("hotel"))
+	for range 2 {
+		if f := next(t, s, &buf); f.Type != fanout.FrameMessage {
+			t.Fatalf("got %+v, want a message", f)
+		}
+	}
+	if err := h.DeleteTopic(ctx, "saga.1"); err != nil {
+		t.Fatal(err)
+	}
+	pos := publish(t, h, "saga.1", "car", fanout.WithKey("car"))
+	if pos.Seq != 1 || pos.Epoch == old.Epoch {
+		t.Fatalf("publish after DeleteTopic: got %v, want Seq 1 of a new epoch (was %v)", pos, old)
+	}
+	if f := next(t, s, &buf); f.Type != fanout.FrameClose || f.Close.Code != fanout.CloseResync || !f.Close.Reconnect {
+		t.Fatalf("subscriber through DeleteTopic: got %+v, want close %d with reconnect", f, fanout.CloseResync)
+	}
+	r := newSession(t, h)
+	if err := r.Subscribe(ctx, fanout.SubscribeRequest{Topic: "saga.1", Since: &old}); err != nil {
+		t.Fatal(err)
+	}
+	buf = nil
+	f := next(t, r, &buf)
+	if f.Type != fanout.FrameReply || f.Reply.Recovered == nil || *f.Reply.Recovered || *f.Reply.Position != pos {
+		t.Fatalf("resume from %v: got %+v, want recovered=false at %v", old, f.Reply, pos)
+	}
+	f = next(t, r, &buf)
+	if f.Type != fanout.FrameSnapshot || len(f.Snapshot.Items) != 1 || string(f.Snapshot.Items[0].Data) != "car" {
+		t.Fatalf("resume from %v: got %+v, want the new snapshot", old, f)
+	}
+	if err := h.DeleteTopic(ctx, "bad topic"); !errors.Is(err, fanout.ErrInvalidTopic) {
+		t.Fatalf("DeleteTopic of an invalid name: got %v, want ErrInvalidTopic", err)
+	}
 }
