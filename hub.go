@@ -203,9 +203,9 @@ func WithHeader(h map[string]string) PublishOption {
 // over [HubOptions.MaxPayload], a key over [HubOptions.MaxKeyLength], a
 // header over [HubOptions.MaxHeaders] or [HubOptions.MaxHeaderBytes]),
 // [ErrBadRequest] (a key or header that is not valid UTF-8, a header with an
-// empty name), [ErrClosed] once Close has started, or the backplane's
-// error. Every transport publishes through it, so these limits hold on
-// every path.
+// empty name, an idempotency key over [MaxIdempotencyKeyLength]),
+// [ErrClosed] once Close has started, or the backplane's error. Every
+// transport publishes through it, so these limits hold on every path.
 func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...PublishOption) (Position, error) {
 	var c publishConfig
 	for _, o := range opts {
@@ -225,6 +225,11 @@ func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...Pu
 		maps.Copy(h, c.header)
 		h[HeaderFinal] = "true"
 		c.header = h
+	}
+	if len(c.idem) > MaxIdempotencyKeyLength {
+		// As the HTTP publish endpoint has always answered: a malformed
+		// request rather than too much data.
+		return Position{}, fmt.Errorf("publish %q: %w: idempotency key of %d bytes, limit %d", topic, ErrBadRequest, len(c.idem), MaxIdempotencyKeyLength)
 	}
 	if err := h.checkMessage(c.key, c.header); err != nil {
 		return Position{}, fmt.Errorf("publish %q: %w", topic, err)

@@ -37,6 +37,8 @@ func TestPublishInputLimits(t *testing.T) {
 		{"16 headers and final", []fanout.PublishOption{fanout.WithHeader(headers(16, 10)), fanout.WithFinal()}, fanout.ErrTooLarge},
 		{"4 KiB of header", []fanout.PublishOption{fanout.WithHeader(headers(4, 1024-3))}, nil},
 		{"more than 4 KiB of header", []fanout.PublishOption{fanout.WithHeader(headers(4, 1024-2))}, fanout.ErrTooLarge},
+		{"idempotency key of 256 bytes", []fanout.PublishOption{fanout.WithIdempotencyKey(strings.Repeat("i", 256))}, nil},
+		{"idempotency key of 257 bytes", []fanout.PublishOption{fanout.WithIdempotencyKey(strings.Repeat("i", 257))}, fanout.ErrBadRequest},
 		{"header name empty", []fanout.PublishOption{fanout.WithHeader(map[string]string{"": "v"})}, fanout.ErrBadRequest},
 		{"header value not UTF-8", []fanout.PublishOption{fanout.WithHeader(map[string]string{"a": "\xc3"})}, fanout.ErrBadRequest},
 	} {
