@@ -85,7 +85,8 @@ func TestUniqueTopicChurn(t *testing.T) {
 
 // TestOneShotTopicsExpire: topics published to once and never again are
 // forgotten once their stored state has been idle for the default idle
-// time, however many there were.
+// time, or the default final grace period for those whose message was
+// final, however many there were.
 func TestOneShotTopicsExpire(t *testing.T) {
 	const topics = 200_000
 	synctest.Test(t, func(t *testing.T) {
@@ -99,13 +100,21 @@ func TestOneShotTopicsExpire(t *testing.T) {
 		baseline := liveHeap()
 		data := []byte("0123456789abcdef")
 		for i := range topics {
-			if _, err := h.Publish(ctx, fmt.Sprint("saga.", i), data, fanout.WithKey("step")); err != nil {
+			opts := []fanout.PublishOption{fanout.WithKey("step")}
+			if i%2 == 0 {
+				opts = append(opts, fanout.WithFinal())
+			}
+			if _, err := h.Publish(ctx, fmt.Sprint("saga.", i), data, opts...); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if grown := liveHeap() - baseline; grown < topics*50 {
+		grown := liveHeap() - baseline
+		if grown < topics*50 {
 			t.Fatalf("with %d topics stored: live heap grew by %d bytes; the test cannot see a leak", topics, grown)
 		}
+		time.Sleep(11 * time.Minute) // past the default FinalTTL
+		synctest.Wait()
+		checkHeap(t, fmt.Sprintf("%d one-shot topics, half of them final, 11 minutes later", topics), baseline, grown*6/10)
 		time.Sleep(25 * time.Hour) // past the default idle time
 		synctest.Wait()
 		checkHeap(t, fmt.Sprintf("%d one-shot topics, a day later", topics), baseline, 4<<20)

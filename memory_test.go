@@ -101,3 +101,32 @@ type nopReceiver struct{}
 
 func (nopReceiver) Deliver(*fanout.Message) {}
 func (nopReceiver) Resync(string)           {}
+
+// Two hubs in one process act as one cluster when their backplanes are
+// nodes of one broker; a saga's topic ends FinalTTL after its last step, or
+// at once with DeleteTopic.
+func ExampleMemoryBroker() {
+	ctx := context.Background()
+	broker := fanout.NewMemoryBroker(&fanout.MemoryOptions{FinalTTL: time.Minute})
+	a, err := fanout.NewHub(&fanout.HubOptions{Backplane: broker.Node()})
+	if err != nil {
+		panic(err)
+	}
+	defer a.Close()
+	b, err := fanout.NewHub(&fanout.HubOptions{Backplane: broker.Node()})
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+
+	a.Publish(ctx, "saga.42", []byte(`"flight booked"`), fanout.WithKey("flight"))
+	last, _ := b.Publish(ctx, "saga.42", []byte(`"done"`), fanout.WithKey("saga"), fanout.WithFinal())
+	fmt.Println("last step at seq", last.Seq)
+
+	b.DeleteTopic(ctx, "saga.42") // archived: no need to wait for FinalTTL
+	again, _ := a.Publish(ctx, "saga.42", []byte(`"flight booked"`), fanout.WithKey("flight"))
+	fmt.Println("started again at seq", again.Seq, "in a new epoch:", again.Epoch != last.Epoch)
+	// Output:
+	// last step at seq 2
+	// started again at seq 1 in a new epoch: true
+}
