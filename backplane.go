@@ -28,6 +28,20 @@ import "context"
 // never hand out the same Seq for one topic and Epoch. Seq starts at 1. When
 // the backplane loses a topic's history, it changes the topic's Epoch.
 //
+// # Lifecycle
+//
+// A topic's stored state (position, history, snapshot, idempotency keys)
+// is created by its first publish. A backplane expires it after an idle
+// time without Publish, History or Snapshot, and a grace period after a
+// message whose [Message.Final] is true (later reads do not extend that);
+// it drops history older than its history age whether or not the topic is
+// used again; and it keeps nothing for a topic that has neither stored
+// state nor subscribed nodes. A topic whose state expired or was deleted is
+// at Seq 0 with no epoch, History after any position but Seq 0 is
+// incomplete, and its next publish starts a new epoch at Seq 1: a position
+// is never handed out twice. The parts of the state expire together, or
+// in an order that keeps that true.
+//
 // # Ownership
 //
 // Publish receives a message whose Topic, Key, Data, Time and Header are set

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -19,8 +20,8 @@ import (
 // documents its default. NewHub copies the options.
 type HubOptions struct {
 	// Backplane connects this hub to the hubs of other nodes. The hub opens
-	// it and closes it in Close. Default: a private in-memory backplane
-	// (backplane/memory with its defaults), for a single process.
+	// it and closes it in Close. Default: a node of a private
+	// [MemoryBroker] with its defaults, for a single process.
 	Backplane Backplane
 
 	// Authenticate judges the credentials of a connecting client. Default:
@@ -67,6 +68,15 @@ type HubOptions struct {
 	// [CloseSlowConsumer] and dropped. A transport may set its own (see
 	// [ConnOptions]). Default: 10s.
 	WriteTimeout time.Duration
+	// MaxKeyLength bounds a published message's key, in bytes. Default:
+	// 256.
+	MaxKeyLength int
+	// MaxHeaders bounds the entries of a published message's header,
+	// counting the one [WithFinal] adds. Default: 16.
+	MaxHeaders int
+	// MaxHeaderBytes bounds the names and values of a published message's
+	// header, all together, in bytes. Default: 4 KiB.
+	MaxHeaderBytes int
 }
 
 func (o *HubOptions) setDefaults() {
@@ -93,6 +103,15 @@ func (o *HubOptions) setDefaults() {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
+	}
+	if o.MaxKeyLength <= 0 {
+		o.MaxKeyLength = 256
+	}
+	if o.MaxHeaders <= 0 {
+		o.MaxHeaders = 16
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = 4 << 10
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -138,8 +157,9 @@ type Hub struct {
 }
 
 type shard struct {
-	mu     sync.RWMutex // guards topics
+	mu     sync.RWMutex // guards topics and peak
 	topics map[string]*topic
+	peak   int // the most entries topics held since it was last made
 }
 
 // NewHub creates a hub and opens its backplane.
@@ -154,7 +174,7 @@ func NewHub(opts *HubOptions) (*Hub, error) {
 	}
 	h.bp = h.opts.Backplane
 	if h.bp == nil {
-		h.bp = newMemoryBroker(bridgeDefaults()).node()
+		h.bp = NewMemoryBroker(nil).Node()
 	}
 	if err := h.bp.Open(receiver{h}); err != nil {
 		return nil, fmt.Errorf("fanout: open backplane: %w", err)
@@ -201,8 +221,13 @@ func WithHeader(h map[string]string) PublishOption {
 }
 
 // Publish publishes data to topic and returns the message's position. The
-// hub copies data. It fails with [ErrInvalidTopic], [ErrTooLarge],
-// [ErrClosed] once Close has started, or the backplane's error.
+// hub copies data. It fails with [ErrInvalidTopic], [ErrTooLarge] (data
+// over [HubOptions.MaxPayload], a key over [HubOptions.MaxKeyLength], a
+// header over [HubOptions.MaxHeaders] or [HubOptions.MaxHeaderBytes]),
+// [ErrBadRequest] (a key or header that is not valid UTF-8, a header with an
+// empty name, an idempotency key over [MaxIdempotencyKeyLength]),
+// [ErrClosed] once Close has started, or the backplane's error. Every
+// transport publishes through it, so these limits hold on every path.
 func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...PublishOption) (Position, error) {
 	var c publishConfig
 	for _, o := range opts {
@@ -223,6 +248,14 @@ func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...Pu
 		h[HeaderFinal] = "true"
 		c.header = h
 	}
+	if len(c.idem) > MaxIdempotencyKeyLength {
+		// As the HTTP publish endpoint has always answered: a malformed
+		// request rather than too much data.
+		return Position{}, fmt.Errorf("publish %q: %w: idempotency key of %d bytes, limit %d", topic, ErrBadRequest, len(c.idem), MaxIdempotencyKeyLength)
+	}
+	if err := h.checkMessage(c.key, c.header); err != nil {
+		return Position{}, fmt.Errorf("publish %q: %w", topic, err)
+	}
 	m := &Message{Topic: topic, Key: c.key, Data: slices.Clone(data), Time: time.Now(), Header: c.header}
 	if m.Data == nil {
 		m.Data = []byte{}
@@ -233,6 +266,37 @@ func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...Pu
 	}
 	h.observe(Event{Type: EventPublish, Topic: topic, N: len(data)})
 	return pos, nil
+}
+
+// checkMessage enforces the limits of a message's key and header, whoever
+// publishes it. Both travel as JSON strings, and as protobuf strings over
+// gRPC, so they must be valid UTF-8: two invalid keys would otherwise reach
+// clients as the same key.
+func (h *Hub) checkMessage(key string, header map[string]string) error {
+	o := &h.opts
+	if len(key) > o.MaxKeyLength {
+		return fmt.Errorf("%w: key of %d bytes, limit %d", ErrTooLarge, len(key), o.MaxKeyLength)
+	}
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("%w: key is not valid UTF-8", ErrBadRequest)
+	}
+	if len(header) > o.MaxHeaders {
+		return fmt.Errorf("%w: %d header entries, limit %d", ErrTooLarge, len(header), o.MaxHeaders)
+	}
+	size := 0
+	for k, v := range header {
+		size += len(k) + len(v)
+		if k == "" {
+			return fmt.Errorf("%w: header with an empty name", ErrBadRequest)
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("%w: header is not valid UTF-8", ErrBadRequest)
+		}
+	}
+	if size > o.MaxHeaderBytes {
+		return fmt.Errorf("%w: header of %d bytes, limit %d", ErrTooLarge, size, o.MaxHeaderBytes)
+	}
+	return nil
 }
 
 // DeleteTopic removes the topic's stored state on the backplane at once:
@@ -381,6 +445,7 @@ func (h *Hub) acquire(ctx context.Context, sub *subscription) (*topic, error) {
 		if fresh {
 			t = newTopic(sub.topicName)
 			sh.topics[sub.topicName] = t
+			sh.peak = max(sh.peak, len(sh.topics))
 		}
 		t.refs++
 		sh.mu.Unlock()
@@ -435,6 +500,15 @@ func (h *Hub) release(t *topic, sub *subscription) {
 	}
 	sh.mu.Lock()
 	delete(sh.topics, t.name)
+	if sh.peak > 64 && len(sh.topics) < sh.peak/4 {
+		// Go maps do not shrink: once a crowd of topics has gone, make the
+		// map anew so that it does not keep their room.
+		m := make(map[string]*topic, len(sh.topics))
+		for k, v := range sh.topics {
+			m[k] = v
+		}
+		sh.topics, sh.peak = m, len(m)
+	}
 	sh.mu.Unlock()
 	close(leaving)
 }

@@ -16,7 +16,6 @@ import (
 	"testing"
 
 	"github.com/gofanout/fanout"
-	"github.com/gofanout/fanout/backplane/memory"
 )
 
 // switchableBackplane is the in-memory backplane with a switch that makes
@@ -105,7 +104,7 @@ func post(t *testing.T, srv *httptest.Server, method, token, body string) (int, 
 
 func TestPublishHandlerErrors(t *testing.T) {
 	t.Parallel()
-	bp := &switchableBackplane{Backplane: memory.New(nil).Node()}
+	bp := &switchableBackplane{Backplane: fanout.NewMemoryBroker(nil).Node()}
 	h, srv := publishServer(t, &fanout.HubOptions{MaxPayload: 100, Backplane: bp},
 		&fanout.PublishHandlerOptions{MaxBodyBytes: 1024})
 	for _, tc := range []struct {

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/gofanout/fanout"
-	"github.com/gofanout/fanout/backplane/memory"
 )
 
 // lossyBackplane is the real memory backplane with a switch that makes it
@@ -34,7 +33,7 @@ func (r lossyReceiver) Resync(topic string) { r.l.recv.Resync(topic) }
 
 func TestGapIsFilledFromHistory(t *testing.T) {
 	t.Parallel()
-	bp := &lossyBackplane{Backplane: memory.New(nil).Node()}
+	bp := &lossyBackplane{Backplane: fanout.NewMemoryBroker(nil).Node()}
 	h := newHub(t, &fanout.HubOptions{Backplane: bp})
 	s := newSession(t, h)
 	if err := s.Subscribe(context.Background(), fanout.SubscribeRequest{Topic: "t"}); err != nil {
@@ -76,7 +75,7 @@ func TestGapIsFilledFromHistory(t *testing.T) {
 
 func TestGapBeyondHistoryClosesWithResync(t *testing.T) {
 	t.Parallel()
-	bp := &lossyBackplane{Backplane: memory.New(&memory.Options{HistorySize: 2}).Node()}
+	bp := &lossyBackplane{Backplane: fanout.NewMemoryBroker(&fanout.MemoryOptions{HistorySize: 2}).Node()}
 	h := newHub(t, &fanout.HubOptions{Backplane: bp})
 	s := newSession(t, h)
 	if err := s.Subscribe(context.Background(), fanout.SubscribeRequest{Topic: "t"}); err != nil {

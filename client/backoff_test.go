@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gofanout/fanout"
-	"github.com/gofanout/fanout/backplane/memory"
 	"github.com/gofanout/fanout/client"
 	"github.com/gofanout/fanout/internal/testenv"
 	fws "github.com/gofanout/fanout/transport/websocket"
@@ -188,7 +187,7 @@ func TestReconnectBackoffTiming(t *testing.T) {
 // that a second shutdown in a row waits a backoff.
 func TestShutdownReconnectsWithoutWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		broker := memory.New(nil)
+		broker := fanout.NewMemoryBroker(nil)
 		var (
 			mu   sync.Mutex
 			hubs []*fanout.Hub

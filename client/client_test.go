@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gofanout/fanout"
-	"github.com/gofanout/fanout/backplane/memory"
 	"github.com/gofanout/fanout/client"
 	"github.com/gofanout/fanout/internal/testenv"
 )
@@ -140,7 +139,7 @@ func TestServerRefusals(t *testing.T) {
 func TestCutsCostNothing(t *testing.T) {
 	t.Parallel()
 	const topics, n = 3, 1500
-	srv := newServer(t, &fanout.HubOptions{Backplane: memory.New(&memory.Options{HistorySize: topics * n}).Node()})
+	srv := newServer(t, &fanout.HubOptions{Backplane: fanout.NewMemoryBroker(&fanout.MemoryOptions{HistorySize: topics * n}).Node()})
 	px := testenv.NewProxy(t, srv.addr)
 	st := newStatuses()
 	o := options(t, nil)

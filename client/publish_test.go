@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gofanout/fanout"
-	"github.com/gofanout/fanout/backplane/memory"
 	"github.com/gofanout/fanout/client"
 	"github.com/gofanout/fanout/internal/testenv"
 )
@@ -44,7 +43,7 @@ func TestPublishRetriedOnce(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			obs := &cutOnPublish{Backplane: memory.New(nil).Node(), topic: "orders"}
+			obs := &cutOnPublish{Backplane: fanout.NewMemoryBroker(nil).Node(), topic: "orders"}
 			srv := newServer(t, &fanout.HubOptions{Authorize: allowPublish, Backplane: obs})
 			px := testenv.NewProxy(t, srv.addr)
 			obs.px.Store(px)

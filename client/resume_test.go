@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gofanout/fanout"
-	"github.com/gofanout/fanout/backplane/memory"
 	"github.com/gofanout/fanout/client"
 	"github.com/gofanout/fanout/internal/testenv"
 )
@@ -56,7 +55,7 @@ func TestSlowReaderLosesNothing(t *testing.T) {
 // the subscription yields a reset, then the snapshot, then live messages.
 func TestLongCutResets(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t, &fanout.HubOptions{Backplane: memory.New(&memory.Options{HistorySize: 4}).Node()})
+	srv := newServer(t, &fanout.HubOptions{Backplane: fanout.NewMemoryBroker(&fanout.MemoryOptions{HistorySize: 4}).Node()})
 	px := testenv.NewProxy(t, srv.addr)
 	st := newStatuses()
 	c := dial(t, wsURL(px), options(t, st))
@@ -142,7 +141,7 @@ func TestEpochChangeResets(t *testing.T) {
 // resumes exactly.
 func TestShutdownReconnectsAtOnce(t *testing.T) {
 	t.Parallel()
-	broker := memory.New(nil)
+	broker := fanout.NewMemoryBroker(nil)
 	a := newServer(t, &fanout.HubOptions{Backplane: broker.Node()})
 	b := newServer(t, &fanout.HubOptions{Backplane: broker.Node()})
 	px := testenv.NewProxy(t, a.addr)
@@ -338,7 +337,7 @@ func TestSlowConsumerResumes(t *testing.T) {
 	const n = 3000
 	srv := newServer(t, &fanout.HubOptions{
 		QueueMessages: 64,
-		Backplane:     memory.New(&memory.Options{HistorySize: 32}).Node(),
+		Backplane:     fanout.NewMemoryBroker(&fanout.MemoryOptions{HistorySize: 32}).Node(),
 	})
 	var slow atomic.Int64
 	o := options(t, nil)

@@ -3,7 +3,7 @@
 //
 //	func TestConformance(t *testing.T) {
 //		backplanetest.Run(t, func(t *testing.T) func() fanout.Backplane {
-//			b := memory.New(&memory.Options{HistorySize: 64})
+//			b := fanout.NewMemoryBroker(&fanout.MemoryOptions{HistorySize: 64})
 //			return b.Node
 //		}, backplanetest.Features{HistorySize: 64})
 //	}
@@ -34,6 +34,14 @@
 //     sessions so (see [Features.LoseHistory]);
 //   - a repeated idempotency key returns the first position and publishes
 //     nothing, also when repeated on another node;
+//   - Delete forgets a topic's position, history, snapshot and idempotency
+//     keys: the next publish starts a new epoch at Seq 1, a resume from
+//     before gets recovered=false and the new snapshot, and hubs resync
+//     their live sessions;
+//   - stored state expires after an idle time without publish or read, a
+//     final topic's state a grace period after its final message (reads do
+//     not extend it), history at its age, and positions are never reused
+//     after expiry (see [Features.Expiry]);
 //   - a cancelled context makes a method return the context's error and
 //     change nothing;
 //   - Close is idempotent and safe concurrently; afterwards every method
@@ -74,9 +82,30 @@ type Features struct {
 	// t). Default: nil, which skips the epoch-change scenario.
 	LoseHistory func(t *testing.T, topic string)
 
+	// Expiry makes a cluster, as newCluster does, whose backplane expires
+	// stored state with the given lifetimes (fields IdleTTL, FinalTTL and
+	// HistoryAge of its options). The scenarios give lifetimes of 100 to
+	// 500 ms and wait for them in real time. Default: nil, which skips the
+	// expiry scenarios.
+	Expiry func(t *testing.T, l Lifetimes) func() fanout.Backplane
+	// ExpiryLatency is how long after its deadline the backplane may still
+	// hold expired state: the expiry scenarios wait that much longer
+	// before they look. Default: 250ms.
+	ExpiryLatency time.Duration
+
 	// Timeout bounds each wait of the suite for a delivery or a frame.
 	// Default: 10s.
 	Timeout time.Duration
+}
+
+// Lifetimes are what the expiry scenarios build a cluster with: how long a
+// topic's stored state lives without publish or read (IdleTTL), after a
+// final message (FinalTTL), and how long a message stays in history
+// (HistoryAge).
+type Lifetimes struct {
+	IdleTTL    time.Duration
+	FinalTTL   time.Duration
+	HistoryAge time.Duration
 }
 
 // Run runs the conformance suite. newCluster is called once per scenario,
@@ -94,6 +123,9 @@ func Run(t *testing.T, newCluster func(t *testing.T) func() fanout.Backplane, f 
 	if f.Timeout <= 0 {
 		f.Timeout = 10 * time.Second
 	}
+	if f.ExpiryLatency <= 0 {
+		f.ExpiryLatency = 250 * time.Millisecond
+	}
 	before := goleak.IgnoreCurrent()
 	t.Run("Scenarios", func(t *testing.T) {
 		for _, sc := range scenarios {
@@ -104,10 +136,11 @@ func Run(t *testing.T, newCluster func(t *testing.T) func() fanout.Backplane, f 
 						t.Skip(reason)
 					}
 				}
-				s := &suite{
-					f:       f,
-					newNode: newCluster(t),
-					topic:   uniqueTopic(sc.name),
+				s := &suite{f: f, topic: uniqueTopic(sc.name), life: sc.life}
+				if sc.life != (Lifetimes{}) {
+					s.newNode = f.Expiry(t, sc.life)
+				} else {
+					s.newNode = newCluster(t)
 				}
 				sc.run(t, s)
 			})
@@ -124,13 +157,16 @@ func Run(t *testing.T, newCluster func(t *testing.T) func() fanout.Backplane, f 
 type suite struct {
 	f       Features
 	newNode func() fanout.Backplane
-	topic   string // unique to the scenario
+	topic   string    // unique to the scenario
+	life    Lifetimes // the cluster's, for expiry scenarios
 }
 
 type scenario struct {
 	name  string
 	needs func(Features) string // returns why the scenario is skipped, or ""
-	run   func(t *testing.T, s *suite)
+	// life, when set, makes the scenario's cluster with Features.Expiry.
+	life Lifetimes
+	run  func(t *testing.T, s *suite)
 }
 
 // uniqueTopic returns a valid topic name that no other scenario or run

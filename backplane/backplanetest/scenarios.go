@@ -28,6 +28,10 @@ var scenarios = []scenario{
 	{name: "Cancellation", run: testCancellation},
 	{name: "ConcurrentClose", run: testConcurrentClose},
 	{name: "AfterClose", run: testAfterClose},
+	{name: "Delete", run: testDelete},
+	{name: "IdleExpiry", needs: needsExpiry, run: testIdleExpiry, life: idleLife},
+	{name: "FinalExpiry", needs: needsExpiry, run: testFinalExpiry, life: finalLife},
+	{name: "HistoryAge", needs: needsExpiry, run: testHistoryAge, life: historyAgeLife},
 }
 
 func needsHistorySize(f Features) string {
@@ -748,6 +752,7 @@ func testCancellation(t *testing.T, s *suite) {
 	isCancel("history", err)
 	_, err = n.Snapshot(cancelled, s.topic)
 	isCancel("snapshot", err)
+	isCancel("delete", n.Delete(cancelled, s.topic))
 	// The cancelled publish did not claim its idempotency key.
 	if got := s.publish(t, p, s.topic, "", "3", "idem"); got.Seq != pos.Seq+1 {
 		t.Fatalf("publish with the key of a cancelled publish: got %v, want Seq %d", got, pos.Seq+1)
@@ -833,6 +838,7 @@ func testAfterClose(t *testing.T, s *suite) {
 	isClosed("history", err)
 	_, err = n.Snapshot(ctx, s.topic)
 	isClosed("snapshot", err)
+	isClosed("delete", n.Delete(ctx, s.topic))
 
 	rp := newRecorder(t)
 	p := s.node(t, rp)

@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gofanout/fanout"
-	"github.com/gofanout/fanout/backplane/memory"
 	fanoutredis "github.com/gofanout/fanout/backplane/redis"
 	saga "github.com/gofanout/fanout/examples/saga"
 	"github.com/gofanout/fanout/examples/saga/internal/follower"
@@ -114,7 +113,7 @@ func TestFollower(t *testing.T) {
 // exactly once, in order.
 func TestFollowerResumes(t *testing.T) {
 	t.Parallel()
-	broker := memory.New(nil)
+	broker := fanout.NewMemoryBroker(nil)
 	a := startServer(t, saga.Config{Backplane: broker.Node()})
 	b := startServer(t, saga.Config{Backplane: broker.Node()})
 

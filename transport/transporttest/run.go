@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gofanout/fanout"
-	"github.com/gofanout/fanout/backplane/memory"
 )
 
 // timeout bounds each scenario; it is generous because the suite runs under
@@ -372,7 +371,7 @@ func (s *suite) resumeWithinHistory(t *testing.T) {
 }
 
 func (s *suite) resumeBeyondHistory(t *testing.T) {
-	e := s.env(t, &fanout.HubOptions{Backplane: memory.New(&memory.Options{HistorySize: 4}).Node()})
+	e := s.env(t, &fanout.HubOptions{Backplane: fanout.NewMemoryBroker(&fanout.MemoryOptions{HistorySize: 4}).Node()})
 	tp := topic("beyond")
 	key := func(i uint64) string { return fmt.Sprintf("k%d", i%3) }
 	var last fanout.Position
@@ -546,7 +545,7 @@ func (s *suite) forbidden(t *testing.T) {
 func (s *suite) slowConsumer(t *testing.T) {
 	e := s.env(t, &fanout.HubOptions{
 		QueueMessages: 16,
-		Backplane:     memory.New(&memory.Options{HistorySize: 64}).Node(),
+		Backplane:     fanout.NewMemoryBroker(&fanout.MemoryOptions{HistorySize: 64}).Node(),
 	})
 	tp := topic("slow")
 	c := e.subscribe(tp)
