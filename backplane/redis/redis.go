@@ -91,6 +91,12 @@ type Options struct {
 	// IdempotencyWindow is how long a publish's idempotency key is
 	// remembered. Default: 5m.
 	IdempotencyWindow time.Duration
+	// IdleTTL is how long a topic's keys outlive its last publish or
+	// read. Default: 24h.
+	IdleTTL time.Duration
+	// FinalTTL is how long a topic's keys outlive a final publish.
+	// Default: 10m.
+	FinalTTL time.Duration
 	// PingInterval is how long the Pub/Sub connection may stay silent
 	// before it is pinged; a ping unanswered for as long again marks the
 	// connection dead, and it is replaced. Default: 3s.
@@ -106,6 +112,8 @@ const (
 	defaultHistorySize       = 1024
 	defaultHistoryAge        = 10 * time.Minute
 	defaultIdempotencyWindow = 5 * time.Minute
+	defaultIdleTTL           = 24 * time.Hour
+	defaultFinalTTL          = 10 * time.Minute
 	defaultPingInterval      = 3 * time.Second
 )
 
@@ -172,6 +180,12 @@ func New(client goredis.UniversalClient, opts *Options) *Backplane {
 	if o.IdempotencyWindow <= 0 {
 		o.IdempotencyWindow = defaultIdempotencyWindow
 	}
+	if o.IdleTTL <= 0 {
+		o.IdleTTL = defaultIdleTTL
+	}
+	if o.FinalTTL <= 0 {
+		o.FinalTTL = defaultFinalTTL
+	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = defaultPingInterval
 	}
@@ -197,13 +211,22 @@ func (b *Backplane) keys(topic string) keys {
 	return keys{base: "{" + b.opts.Prefix + ":" + topic + "}"}
 }
 
-func (k keys) seq() string    { return k.base + ":seq" }
-func (k keys) epoch() string  { return k.base + ":epoch" }
-func (k keys) stream() string { return k.base + ":stream" }
-func (k keys) snap() string   { return k.base + ":snap" }
-func (k keys) idem(id string) string {
-	return k.base + ":idem:" + id
+func (k keys) seq() string     { return k.base + ":seq" }
+func (k keys) epoch() string   { return k.base + ":epoch" }
+func (k keys) stream() string  { return k.base + ":stream" }
+func (k keys) snap() string    { return k.base + ":snap" }
+func (k keys) idem() string    { return k.base + ":idem" }
+func (k keys) idemExp() string { return k.base + ":idemexp" }
+func (k keys) final() string   { return k.base + ":final" }
+
+// all returns every key of the topic, in the order the publish script
+// takes them.
+func (k keys) all() []string {
+	return []string{k.seq(), k.epoch(), k.stream(), k.snap(), k.idem(), k.idemExp(), k.final()}
 }
+
+// ms returns d in whole milliseconds, at least 1.
+func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
 // Open implements [fanout.Backplane].
 func (b *Backplane) Open(r fanout.Receiver) error {
@@ -239,18 +262,21 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 		return fanout.Position{}, err
 	}
 	k := b.keys(m.Topic)
-	ks := []string{k.seq(), k.epoch(), k.stream(), k.snap()}
-	if idempotencyKey != "" {
-		ks = append(ks, k.idem(idempotencyKey))
+	ttl, final := b.opts.IdleTTL, ""
+	if m.Final() {
+		ttl, final = b.opts.FinalTTL, "1"
 	}
-	res, err := publishScript.Run(ctx, b.client, ks,
+	res, err := publishScript.Run(ctx, b.client, k.all(),
 		newEpoch(),
 		appendBody(nil, m),
 		m.Key,
 		b.opts.HistorySize,
-		b.opts.HistoryAge.Milliseconds(),
-		max(1, b.opts.IdempotencyWindow.Milliseconds()),
+		ms(b.opts.HistoryAge),
+		ms(b.opts.IdempotencyWindow),
 		k.base,
+		idempotencyKey,
+		ms(ttl),
+		final,
 	).Slice()
 	if err != nil {
 		return fanout.Position{}, b.opError("publish", err)
@@ -283,8 +309,8 @@ func (b *Backplane) History(ctx context.Context, topic string, after fanout.Posi
 		return fanout.History{}, err
 	}
 	k := b.keys(topic)
-	res, err := historyScript.Run(ctx, b.client, []string{k.seq(), k.epoch(), k.stream()},
-		after.Epoch, after.Seq).Slice()
+	res, err := historyScript.Run(ctx, b.client, []string{k.seq(), k.epoch(), k.stream(), k.snap(), k.final()},
+		after.Epoch, after.Seq, ms(b.opts.HistoryAge), ms(b.opts.IdleTTL)).Slice()
 	if err != nil {
 		return fanout.History{}, b.opError("history", err)
 	}
@@ -323,7 +349,8 @@ func (b *Backplane) Snapshot(ctx context.Context, topic string) (fanout.Snapshot
 		return fanout.Snapshot{}, err
 	}
 	k := b.keys(topic)
-	res, err := snapshotScript.Run(ctx, b.client, []string{k.seq(), k.epoch(), k.snap()}).Slice()
+	res, err := snapshotScript.Run(ctx, b.client, []string{k.seq(), k.epoch(), k.snap(), k.final()},
+		ms(b.opts.IdleTTL)).Slice()
 	if err != nil {
 		return fanout.Snapshot{}, b.opError("snapshot", err)
 	}
@@ -483,13 +510,21 @@ func (b *Backplane) Unsubscribe(ctx context.Context, topic string) error {
 	return nil
 }
 
-// Close implements [fanout.Backplane]. It stops the node's Pub/Sub
-// connection and waits for its goroutine; it does not close the client.
-// Delete implements [fanout.Backplane].
+// Delete implements [fanout.Backplane]: one DEL of the topic's keys, which
+// Redis runs atomically. Nodes subscribed to the topic's channel stay
+// subscribed.
 func (b *Backplane) Delete(ctx context.Context, topic string) error {
-	return fmt.Errorf("delete %q: %w", topic, errors.ErrUnsupported)
+	if err := b.check(ctx, "delete"); err != nil {
+		return err
+	}
+	if err := b.client.Del(ctx, b.keys(topic).all()...).Err(); err != nil {
+		return b.opError("delete", err)
+	}
+	return nil
 }
 
+// Close implements [fanout.Backplane]. It stops the node's Pub/Sub
+// connection and waits for its goroutine; it does not close the client.
 func (b *Backplane) Close() error {
 	b.mu.Lock()
 	if b.closed {
