@@ -184,6 +184,9 @@ func (b *Backplane) snapshot(ctx context.Context, topic string) (fanout.Snapshot
 	if !h.Complete {
 		return fanout.Snapshot{}, false, nil
 	}
+	if last == nil || !last.msg.Final() {
+		b.touch(ctx, ss, items)
+	}
 	byKey := make(map[string]*fanout.Message, len(items)+1)
 	newer := func(m *fanout.Message) {
 		cur := byKey[m.Key]
@@ -327,4 +330,26 @@ func parseAckReply(reply string) (ackMeta, bool) {
 		return ackMeta{}, false
 	}
 	return ackMeta{streamSeq: sseq, pending: pending, at: time.Unix(0, nanos)}, true
+}
+
+// touch writes again the snapshot items that are older than half of
+// IdleTTL, so that a topic whose snapshot is read keeps it: the snapshot
+// stream's MaxAge counts from when a message was written. Each write is a
+// compare-and-set on the item's key, so it never replaces a newer item.
+// Best effort: an item not written again expires after IdleTTL.
+func (b *Backplane) touch(ctx context.Context, ss *streamSet, items []*stored) {
+	old := time.Now().Add(-b.opts.IdleTTL / 2)
+	for _, s := range items {
+		if !s.at.Before(old) || s.msg.Key == "" {
+			continue
+		}
+		msg, err := encode(b.subj.key(s.msg.Topic, s.msg.Key), s.msg, s.msg.Position)
+		if err != nil {
+			continue
+		}
+		if _, err := b.js.PublishMsg(ctx, msg,
+			jetstream.WithExpectLastSequencePerSubject(s.streamSeq), jetstream.WithRetryAttempts(0)); err != nil && !wrongLast(err) {
+			return
+		}
+	}
 }

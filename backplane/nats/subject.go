@@ -144,7 +144,14 @@ func (s subjects) key(topic, key string) string {
 func (s subjects) idem(topic, key string) string {
 	return s.prefix + ".i." + escapeTopic(topic) + "." + idemToken(key)
 }
+func (s subjects) idems(topic string) string { return s.prefix + ".i." + escapeTopic(topic) + ".*" }
+func (s subjects) final(topic string) string { return s.prefix + ".f." + escapeTopic(topic) }
+func (s subjects) finals() string            { return s.prefix + ".f.*" }
 
 // msgID is the Nats-Msg-Id of a publish with an idempotency key: JetStream
-// deduplicates per stream, so the id names the topic too.
-func msgID(topic, key string) string { return escapeTopic(topic) + "/" + idemToken(key) }
+// deduplicates per stream, so the id names the topic too, and the epoch
+// the publish continues, so that a key used before the topic was deleted
+// or expired publishes again.
+func msgID(topic, epoch, key string) string {
+	return escapeTopic(topic) + "/" + epoch + "/" + idemToken(key)
+}
