@@ -125,13 +125,13 @@ type Backplane struct {
 	heads    map[string]*stored         // per topic, the last message known to be stored
 	reconns  uint64                     // the connection's reconnect count last seen
 
-	status  chan nats.Status     // registered with the connection in Open
-	adv     chan *nats.Msg       // advisories about the streams, from Open
-	advSubs []*nats.Subscription // their subscriptions
-	sweepStop context.CancelFunc // stops the sweeper; set by Open
-	forgot    chan struct{}      // capacity 1: forget ran (for tests)
-	done      chan struct{}      // closed by Close
-	wg        sync.WaitGroup     // the watcher, sweeper and delivery goroutines
+	status    chan nats.Status     // registered with the connection in Open
+	adv       chan *nats.Msg       // advisories about the streams, from Open
+	advSubs   []*nats.Subscription // their subscriptions
+	sweepStop context.CancelFunc   // stops the sweeper; set by Open
+	forgot    chan struct{}        // capacity 1: forget ran (for tests)
+	done      chan struct{}        // closed by Close
+	wg        sync.WaitGroup       // the watcher, sweeper and delivery goroutines
 }
 
 type streamSet struct {

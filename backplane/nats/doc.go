@@ -30,6 +30,7 @@
 //	P.k.<topic>.<key>  stream S_KEYS: the latest message per key (base64url
 //	                   key, or "~" and its SHA-256 when longer than 96 bytes)
 //	P.i.<topic>.<id>   stream S_IDEM: positions of idempotent publishes
+//	P.f.<topic>        stream S_FINAL: topics that ended, a work queue
 //
 // The streams are created, or updated to the options, on first use. Every
 // message carries its position, publish time, key and header in headers
@@ -61,12 +62,39 @@
 //
 // The epoch is chosen at random by the publish that finds the topic without
 // messages and is carried by every later message of the topic. So whenever
-// a topic's messages are all gone — the stream was purged or deleted, or
-// [Options.Retention] expired them — its next message starts a new epoch
-// at Seq 1, and a client's old position is recognised as foreign. Until
-// then a topic keeps its last HistorySize messages whatever their age:
-// [Options.HistoryAge] is applied when history is read, so that a topic
-// that is quiet for a while keeps its position and its live clients.
+// a topic's messages are all gone — expired, purged by [Backplane.Delete]
+// or after a final message, or the stream was deleted — its next message
+// starts a new epoch at Seq 1, and a client's old position is recognised
+// as foreign. A position is never handed out twice in one epoch.
+//
+// # Lifecycle
+//
+// The server drops what topics no longer need; nats-server 2.9 has no
+// per-message TTL, so the limits are per stream:
+//
+//   - The history stream's MaxAge is [Options.HistoryAge] (or IdleTTL
+//     when shorter): the server drops messages older than that, and a
+//     topic silent for that long loses its position with its last
+//     message. A client that resumes it then gets recovered=false and the
+//     snapshot, and the next publish starts a new epoch. The position thus
+//     lives HistoryAge, not IdleTTL: it is the topic's last message, and
+//     keeping it longer would keep history longer.
+//   - The snapshot stream's MaxAge is [Options.IdleTTL] (default 24h).
+//     Snapshot writes again the items older than half of it, so a topic
+//     whose snapshot is read keeps it; one neither published to nor read
+//     for IdleTTL has none left.
+//   - A final publish (one with the header [fanout.HeaderFinal], made by
+//     [fanout.WithFinal]) leaves a mark in S_FINAL, a work queue that every
+//     node pulls from through one durable consumer: the node that takes a
+//     mark FinalTTL old ([Options.FinalTTL], default 10m) purges the
+//     topic's history, snapshot and idempotency records, unless the topic
+//     was published to since, which makes it live again. The marks are
+//     stored, so they outlive the node that made them; a mark is written
+//     after the final message, and a node that stops in between leaves the
+//     topic to the limits above.
+//   - [Backplane.Delete] purges the topic's history, then its snapshot and
+//     idempotency records. It is not atomic across the streams: a publish
+//     that runs concurrently may leave its snapshot item.
 //
 // # Live delivery
 //
@@ -104,8 +132,10 @@
 //
 // # Idempotency
 //
-// A publish with an idempotency key carries Nats-Msg-Id, so JetStream
-// stores it once within [Options.IdempotencyWindow]. A repeated publish
+// A publish with an idempotency key carries Nats-Msg-Id, made of the topic,
+// the epoch it continues and the key, so JetStream stores it once within
+// [Options.IdempotencyWindow] (at most HistoryAge) and a key used before
+// the topic expired or was deleted publishes again. A repeated publish
 // gets the first one's stream sequence from the server and returns that
 // message's position, read from history, or, when the message has left
 // history already, from S_IDEM, which records the position of each

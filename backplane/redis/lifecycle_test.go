@@ -106,8 +106,8 @@ func suffix(k string) string {
 }
 
 // TestIdleTopicKeysExpire: after a publish every key of the topic has a
-// TTL, IdleTTL at most, the history stream HistoryAge at most, and an idle
-// topic's keys all vanish.
+// TTL, IdleTTL at most, the history stream HistoryAge at most (each plus
+// the documented slack), and an idle topic's keys all vanish.
 func TestIdleTopicKeysExpire(t *testing.T) {
 	t.Parallel()
 	const idle, age = 400 * time.Millisecond, 200 * time.Millisecond
@@ -115,13 +115,14 @@ func TestIdleTopicKeysExpire(t *testing.T) {
 	l.publish("idle", "k1", "a", "id-1", false)
 	l.publish("idle", "k2", "b", "id-2", false)
 	ttls := l.ttls("idle")
-	if len(ttls) < 4 {
-		t.Fatalf("keys after a publish: got %v, want seq, epoch, stream, snap and idempotency keys", ttls)
+	if len(ttls) != 5 {
+		t.Fatalf("keys after a publish: got %v, want the position, stream, snapshot and idempotency keys", ttls)
 	}
+	slack := min(idle, age) / 64
 	for k, d := range ttls {
-		limit := idle
+		limit := idle + slack
 		if suffix(k) == "stream" {
-			limit = age
+			limit = age + slack
 		}
 		if d <= 0 || d > limit {
 			t.Errorf("TTL of %s: got %v, want in (0, %v]", suffix(k), d, limit)
@@ -201,8 +202,8 @@ func TestFinalTopicKeys(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		ttls := l.ttls("saga")
-		if len(ttls) < 4 {
-			t.Fatalf("%s: got keys %v, want the topic's keys", when, ttls)
+		if len(ttls) != 5 {
+			t.Fatalf("%s: got keys %v, want the topic's five keys", when, ttls)
 		}
 		for k, d := range ttls {
 			if d <= 0 || d > final {
@@ -342,22 +343,33 @@ func TestResumeAfterExpiry(t *testing.T) {
 	}
 }
 
-// TestPartialLossStartsNewEpoch: whichever of seq and epoch survives the
-// other (evicted, deleted by hand), the next publish starts a new epoch, so
-// that no position is handed out twice in one epoch.
+// TestPartialLossStartsNewEpoch: when the position is lost while the
+// history and snapshot survive (evicted, deleted by hand), or only its Seq
+// or its epoch, the next publish starts a new epoch, so that no position is
+// handed out twice in one epoch.
 func TestPartialLossStartsNewEpoch(t *testing.T) {
 	t.Parallel()
-	for _, lost := range []string{"seq", "epoch"} {
+	for _, lost := range []string{"position", "seq", "epoch"} {
 		t.Run(lost, func(t *testing.T) {
 			t.Parallel()
 			l := newLifecycle(t, fanoutredis.Options{})
-			l.publish("t", "", "a", "", false)
+			l.publish("t", "k", "a", "", false)
 			p := l.publish("t", "", "b", "", false)
-			k := "{" + l.prefix + ":t}:" + lost
-			if n, err := l.c.Del(context.Background(), k).Result(); err != nil || n != 1 {
-				t.Fatalf("delete %s: got %d, %v; want 1 key deleted", k, n, err)
+			ctx := context.Background()
+			k := "{" + l.prefix + ":t}:pos"
+			var err error
+			switch lost {
+			case "position":
+				err = l.c.Del(ctx, k).Err()
+			case "seq":
+				err = l.c.HDel(ctx, k, "s").Err()
+			case "epoch":
+				err = l.c.HDel(ctx, k, "e").Err()
 			}
-			h, err := l.n.History(context.Background(), "t", fanout.Position{Epoch: p.Epoch, Seq: 1})
+			if err != nil {
+				t.Fatalf("lose the %s: %v", lost, err)
+			}
+			h, err := l.n.History(ctx, "t", fanout.Position{Epoch: p.Epoch, Seq: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -365,8 +377,36 @@ func TestPartialLossStartsNewEpoch(t *testing.T) {
 				t.Fatalf("history without %s: got complete at %v, want incomplete", lost, h.Position)
 			}
 			if q := l.publish("t", "", "c", "", false); q.Epoch == p.Epoch || q.Seq != 1 {
-				t.Fatalf("publish without %s: got %v, want Seq 1 in an epoch other than %q", lost, q, p.Epoch)
+				t.Fatalf("publish without the %s: got %v, want Seq 1 in an epoch other than %q", lost, q, p.Epoch)
+			}
+			if s, err := l.n.Snapshot(ctx, "t"); err != nil || len(s.Items) != 0 {
+				t.Fatalf("snapshot of the new epoch: got %d items, %v; want none", len(s.Items), err)
 			}
 		})
+	}
+}
+
+// TestKeysMadeLaterHaveTTL: a publish sets the position's TTL at most once
+// per slack; the keys a later publish makes (the snapshot hash with its
+// first key, the idempotency keys) get a TTL all the same.
+func TestKeysMadeLaterHaveTTL(t *testing.T) {
+	t.Parallel()
+	const idle = time.Hour
+	const age = time.Minute
+	l := newLifecycle(t, fanoutredis.Options{IdleTTL: idle, HistoryAge: age})
+	l.publish("t", "", "a", "", false)
+	l.publish("t", "k", "b", "id-1", false)
+	ttls := l.ttls("t")
+	if len(ttls) != 5 {
+		t.Fatalf("keys: got %v, want five", ttls)
+	}
+	for k, d := range ttls {
+		limit := idle + age/64
+		if suffix(k) == "stream" {
+			limit = age + age/64
+		}
+		if d <= 0 || d > limit {
+			t.Errorf("TTL of %s: got %v, want in (0, %v]", suffix(k), d, limit)
+		}
 	}
 }
