@@ -46,6 +46,10 @@
 //     publish, and reads do not extend it; messages older than HistoryAge
 //     are trimmed on every publish and every History, so history never
 //     reaches back further than HistoryAge, even on a silent topic.
+//   - A publish sets these TTLs at most once per 1/64 of the shorter of
+//     HistoryAge and IdleTTL, to that much more than their lifetime: keys
+//     expire at most that much later, and a busy topic's publishes cost no
+//     more than without TTLs.
 //   - A final publish (one with the header [fanout.HeaderFinal], made by
 //     [fanout.WithFinal]) sets every key to expire after
 //     [Options.FinalTTL] (default 10m), and reads then leave that alone.
