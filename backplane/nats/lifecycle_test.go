@@ -329,3 +329,34 @@ func TestDeleteAfterClose(t *testing.T) {
 		t.Fatalf("delete after close: got %v, want ErrClosed", err)
 	}
 }
+
+// TestFinalMarkOutlivesItsNode: the node that published a final message
+// may be gone by FinalTTL; another node purges the topic.
+func TestFinalMarkOutlivesItsNode(t *testing.T) {
+	t.Parallel()
+	l := newLife(t, fnats.Options{HistoryAge: time.Hour, IdleTTL: time.Hour, FinalTTL: time.Second})
+	a := l.c.node()
+	if err := a.Open(discard{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, m := range []*fanout.Message{
+		{Topic: "saga", Key: "step1", Data: []byte("ok")},
+		{Topic: "saga", Data: []byte("done"), Header: map[string]string{fanout.HeaderFinal: "true"}},
+	} {
+		if _, err := a.Publish(ctx, m, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The other node sweeps once it has made the streams.
+	if _, err := l.n.History(ctx, "other", fanout.Position{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "state of a final topic", func() (bool, string) {
+		s := l.stored("saga")
+		return s[l.c.opts.Stream] == 0 && s[l.c.opts.Stream+"_KEYS"] == 0, fmt.Sprint(s)
+	})
+}
