@@ -22,8 +22,8 @@ import (
 // must use the same options.
 type Options struct {
 	// Stream names the JetStream stream that keeps history. The snapshot
-	// and idempotency streams are named Stream+"_KEYS" and Stream+"_IDEM".
-	// Default: "FANOUT".
+	// and idempotency streams are named Stream+"_KEYS" and Stream+"_IDEM",
+	// the work queue of final topics Stream+"_FINAL". Default: "FANOUT".
 	Stream string
 	// Prefix is the first token of every subject the backplane uses; it
 	// must be a valid subject token. Deployments that share a NATS account
@@ -46,7 +46,8 @@ type Options struct {
 	IdleTTL time.Duration
 	// FinalTTL is how long a topic's stored state (history, position,
 	// snapshot, idempotency records) outlives a final publish, one with
-	// the header [fanout.HeaderFinal]. Default: 10m.
+	// the header [fanout.HeaderFinal]; the nodes purge it then (see
+	// Lifecycle in the package documentation). Default: 10m.
 	FinalTTL time.Duration
 	// Replicas is the streams' replication factor in a NATS cluster.
 	// Default: 1.
