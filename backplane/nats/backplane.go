@@ -23,7 +23,8 @@ import (
 type Options struct {
 	// Stream names the JetStream stream that keeps history. The snapshot
 	// and idempotency streams are named Stream+"_KEYS" and Stream+"_IDEM",
-	// the work queue of final topics Stream+"_FINAL". Default: "FANOUT".
+	// the work queue of topics to expire Stream+"_EXPIRE".
+	// Default: "FANOUT".
 	Stream string
 	// Prefix is the first token of every subject the backplane uses; it
 	// must be a valid subject token. Deployments that share a NATS account
@@ -40,9 +41,10 @@ type Options struct {
 	// remembered (the stream's duplicate window), at most HistoryAge.
 	// Default: 5m.
 	IdempotencyWindow time.Duration
-	// IdleTTL is how long a topic's snapshot items outlive their last
-	// publish or snapshot read: the MaxAge of the snapshot stream, and of
-	// the history stream when shorter than HistoryAge. Default: 24h.
+	// IdleTTL is how long a topic's stored state outlives its last
+	// publish or read (History, Snapshot): then the nodes purge it (see
+	// Lifecycle in the package documentation). It is also the history
+	// stream's MaxAge when shorter than HistoryAge. Default: 24h.
 	IdleTTL time.Duration
 	// FinalTTL is how long a topic's stored state (history, position,
 	// snapshot, idempotency records) outlives a final publish, one with
@@ -123,6 +125,7 @@ type Backplane struct {
 	nextOp   uint64
 	slots    map[string]*pubSlot        // per-topic publish serialisation
 	absorbed map[string]fanout.Position // per topic, the latest keyed message known to be in the snapshot stream
+	marked   map[string]time.Time       // per topic, when this node last left an idle mark
 	heads    map[string]*stored         // per topic, the last message known to be stored
 	reconns  uint64                     // the connection's reconnect count last seen
 
@@ -136,7 +139,7 @@ type Backplane struct {
 }
 
 type streamSet struct {
-	hist, keys, idem, final jetstream.Stream
+	hist, keys, idem, expire jetstream.Stream
 }
 
 // New returns a node of the backplane that uses nc, which the caller
@@ -172,6 +175,7 @@ func New(nc *nats.Conn, opts *Options) *Backplane {
 		ops:      make(map[uint64]context.CancelCauseFunc),
 		slots:    make(map[string]*pubSlot),
 		absorbed: make(map[string]fanout.Position),
+		marked:   make(map[string]time.Time),
 		heads:    make(map[string]*stored),
 		done:     make(chan struct{}),
 		forgot:   make(chan struct{}, 1),
@@ -478,7 +482,6 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 		Description:       "fanout: latest message per topic and key",
 		Subjects:          []string{p + ".k.*.*"},
 		MaxMsgsPerSubject: 1,
-		MaxAge:            o.IdleTTL,
 		Storage:           storage,
 		Replicas:          o.Replicas,
 		Discard:           jetstream.DiscardOld,
@@ -497,13 +500,13 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if s.final, err = b.makeStream(ctx, jetstream.StreamConfig{
-		Name:        o.Stream + "_FINAL",
-		Description: "fanout: topics that ended, to purge after FinalTTL",
-		Subjects:    []string{p + ".f.*"},
+	if s.expire, err = b.makeStream(ctx, jetstream.StreamConfig{
+		Name:        o.Stream + "_EXPIRE",
+		Description: "fanout: topics to purge when idle or ended",
+		Subjects:    []string{p + ".x.*.*"},
 		Retention:   jetstream.WorkQueuePolicy,
-		// Marks that no node took in time have nothing left to purge.
-		MaxAge:   o.FinalTTL + o.IdleTTL,
+		// A safety net: marks are taken long before.
+		MaxAge:   2 * (o.FinalTTL + o.IdleTTL),
 		Storage:  storage,
 		Replicas: o.Replicas,
 	}); err != nil {

@@ -12,14 +12,17 @@ import (
 )
 
 // A topic's stored state ends in one of three ways (see the package
-// documentation): the streams' MaxAge drops history after HistoryAge and
-// snapshot items after IdleTTL; a final publish leaves a mark in the
-// stream S_FINAL, a work queue from which the nodes take each mark once it
-// is FinalTTL old and purge the topic; Delete purges the topic at once.
+// documentation): the history stream's MaxAge drops history after
+// HistoryAge; marks in the stream S_EXPIRE, a work queue, make the nodes
+// purge a topic IdleTTL after its last use or FinalTTL after its final
+// message; Delete purges it at once.
+//
+// Every node pulls from S_EXPIRE through one durable consumer, so each mark
+// is handled by one node at a time; a mark that is not due yet is handed
+// back with a delay (a NAK with delay) until it is.
 
 const (
-	// sweepConsumer is the durable consumer of S_FINAL that every node
-	// pulls from, so that each mark is handled by one node at a time.
+	// sweepConsumer is the durable consumer of S_EXPIRE.
 	sweepConsumer = "sweep"
 	// sweepAckWait is how long a node may take to handle a mark before
 	// the server hands it to another node.
@@ -28,19 +31,53 @@ const (
 	sweepPull = 5 * time.Second
 	// sweepBatch is how many marks the sweeper asks for at once.
 	sweepBatch = 16
+	// markEvery divides IdleTTL into the interval at which a node marks
+	// a topic it uses: it marks a topic at most once per IdleTTL/markEvery,
+	// and a topic expires IdleTTL + IdleTTL/markEvery after its last mark.
+	markEvery = 8
+)
+
+// Kinds of marks, the subject token after P.x.
+const (
+	kindFinal = "f" // data: the history stream sequence of the final message
+	kindIdle  = "i" // data: empty
 )
 
 // markFinal records that the message at streamSeq in the history stream
-// was the topic's final one. Best effort: without the mark, the topic's
-// snapshot lives until IdleTTL, and its history until HistoryAge.
+// was the topic's final one. Best effort: without the mark, the topic
+// expires when idle.
 func (b *Backplane) markFinal(ctx context.Context, topic string, streamSeq uint64) {
-	msg := &nats.Msg{Subject: b.subj.final(topic), Data: strconv.AppendUint(nil, streamSeq, 10)}
+	msg := &nats.Msg{Subject: b.subj.mark(kindFinal, topic), Data: strconv.AppendUint(nil, streamSeq, 10)}
 	b.js.PublishMsg(ctx, msg, jetstream.WithRetryAttempts(0))
 }
 
-// sweep runs until ctx ends: it takes the marks of final topics from
-// S_FINAL and purges each topic once its mark is FinalTTL old. It starts
-// pulling once this node has made the streams.
+// used records a use of the topic (a publish, or a read that found it):
+// unless this node did so less than IdleTTL/markEvery ago, it leaves a
+// mark that expires the topic IdleTTL later if no later mark follows. Best
+// effort: a mark that fails is written at the topic's next use.
+func (b *Backplane) used(ctx context.Context, topic string) {
+	now := time.Now()
+	b.mu.Lock()
+	last, ok := b.marked[topic]
+	b.mu.Unlock()
+	if ok && now.Sub(last) < b.opts.IdleTTL/markEvery {
+		return
+	}
+	msg := &nats.Msg{Subject: b.subj.mark(kindIdle, topic)}
+	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithRetryAttempts(0)); err != nil {
+		return
+	}
+	b.mu.Lock()
+	if len(b.marked) >= maxCached {
+		clear(b.marked) // costs only marks written again
+	}
+	b.marked[topic] = now
+	b.mu.Unlock()
+}
+
+// sweep runs until ctx ends: it takes the marks from S_EXPIRE and purges
+// each topic whose mark is due. It starts pulling once this node has made
+// the streams.
 func (b *Backplane) sweep(ctx context.Context) {
 	defer b.wg.Done()
 	var cons jetstream.Consumer
@@ -82,13 +119,13 @@ func (b *Backplane) sweep(ctx context.Context) {
 func (b *Backplane) sweepConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
 	defer cancel()
-	return b.js.CreateOrUpdateConsumer(ctx, b.opts.Stream+"_FINAL", jetstream.ConsumerConfig{
+	return b.js.CreateOrUpdateConsumer(ctx, b.opts.Stream+"_EXPIRE", jetstream.ConsumerConfig{
 		Durable:       sweepConsumer,
-		Description:   "fanout: purges final topics",
+		Description:   "fanout: purges topics that ended or went idle",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       sweepAckWait,
 		MaxDeliver:    -1,
-		FilterSubject: b.subj.finals(),
+		FilterSubject: b.subj.marks(),
 	})
 }
 
@@ -109,27 +146,37 @@ func (b *Backplane) sweepOnce(ctx context.Context, ss *streamSet, cons jetstream
 	return nil
 }
 
-// handleMark purges the topic of a mark that is FinalTTL old, and asks for
-// it again when it is younger.
+// handleMark purges the topic of a mark that is due, and asks for it again
+// when it is not.
 func (b *Backplane) handleMark(ctx context.Context, ss *streamSet, msg jetstream.Msg) {
-	topic, err := unescapeTopic(strings.TrimPrefix(msg.Subject(), b.subj.prefix+".f."))
-	seq, perr := strconv.ParseUint(string(msg.Data()), 10, 64)
-	if err != nil || perr != nil {
+	kind, tok, _ := strings.Cut(strings.TrimPrefix(msg.Subject(), b.subj.prefix+".x."), ".")
+	topic, err := unescapeTopic(tok)
+	md, merr := msg.Metadata()
+	if err != nil || merr != nil || (kind != kindFinal && kind != kindIdle) {
 		msg.Term() // not a mark this backplane wrote
 		return
 	}
-	md, err := msg.Metadata()
-	if err != nil {
-		msg.Term()
-		return
+	wait := b.opts.FinalTTL
+	if kind == kindIdle {
+		wait = b.opts.IdleTTL + b.opts.IdleTTL/markEvery
 	}
-	if wait := time.Until(md.Timestamp.Add(b.opts.FinalTTL)); wait > 0 {
+	if wait = time.Until(md.Timestamp.Add(wait)); wait > 0 {
 		msg.NakWithDelay(wait)
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
 	defer cancel()
-	if err := b.expireFinal(pctx, ss, topic, seq); err != nil {
+	if kind == kindFinal {
+		seq, perr := strconv.ParseUint(string(msg.Data()), 10, 64)
+		if perr != nil {
+			msg.Term()
+			return
+		}
+		err = b.expireFinal(pctx, ss, topic, seq)
+	} else {
+		err = b.expireIdle(pctx, ss, msg.Subject(), md.Sequence.Stream, topic)
+	}
+	if err != nil {
 		msg.NakWithDelay(time.Second)
 		return
 	}
@@ -139,8 +186,8 @@ func (b *Backplane) handleMark(ctx context.Context, ss *streamSet, msg jetstream
 // expireFinal purges the topic whose final message is at finalSeq in the
 // history stream, unless the topic was published to since.
 func (b *Backplane) expireFinal(ctx context.Context, ss *streamSet, topic string, finalSeq uint64) error {
-	// The snapshot and idempotency records to purge are those written
-	// before the check that the topic is still final.
+	// What is purged is what was written before the check that the
+	// topic is still final.
 	bounds, err := b.lastSeqs(ctx, ss)
 	if err != nil {
 		return err
@@ -152,14 +199,32 @@ func (b *Backplane) expireFinal(ctx context.Context, ss *streamSet, topic string
 	if last != nil && last.streamSeq > finalSeq {
 		return nil // published again after its final message: live again
 	}
-	return b.purge(ctx, ss, topic, finalSeq+1, bounds)
+	bounds[0] = finalSeq
+	return b.purge(ctx, ss, topic, bounds)
 }
 
-// lastSeqs returns the last stream sequence of the snapshot and
+// expireIdle purges the topic of the idle mark at markSeq, unless a later
+// mark says that the topic was used since.
+func (b *Backplane) expireIdle(ctx context.Context, ss *streamSet, subject string, markSeq uint64, topic string) error {
+	bounds, err := b.lastSeqs(ctx, ss)
+	if err != nil {
+		return err
+	}
+	latest, err := ss.expire.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		return err
+	}
+	if latest.Sequence > markSeq {
+		return nil // used since: the later mark decides
+	}
+	return b.purge(ctx, ss, topic, bounds)
+}
+
+// lastSeqs returns the last stream sequence of the history, snapshot and
 // idempotency streams.
-func (b *Backplane) lastSeqs(ctx context.Context, ss *streamSet) ([2]uint64, error) {
-	var out [2]uint64
-	for i, s := range []jetstream.Stream{ss.keys, ss.idem} {
+func (b *Backplane) lastSeqs(ctx context.Context, ss *streamSet) ([3]uint64, error) {
+	var out [3]uint64
+	for i, s := range []jetstream.Stream{ss.hist, ss.keys, ss.idem} {
 		info, err := s.Info(ctx)
 		if err != nil {
 			return out, err
@@ -169,24 +234,19 @@ func (b *Backplane) lastSeqs(ctx context.Context, ss *streamSet) ([2]uint64, err
 	return out, nil
 }
 
-// purge removes the topic's history before the stream sequence histEnd
-// (0: all of it), and its snapshot and idempotency records up to the
-// stream sequences in bounds, and forgets what the node knew of it. The
-// history goes first: once it is gone, the next publish starts a new
-// epoch, whose records come after the bounds and stay.
-func (b *Backplane) purge(ctx context.Context, ss *streamSet, topic string, histEnd uint64, bounds [2]uint64) error {
-	opts := []jetstream.StreamPurgeOpt{jetstream.WithPurgeSubject(b.subj.history(topic))}
-	if histEnd > 0 {
-		opts = append(opts, jetstream.WithPurgeSequence(histEnd))
-	}
-	if err := ss.hist.Purge(ctx, opts...); err != nil {
+// purge removes the topic's history, snapshot and idempotency records up
+// to the stream sequences in bounds, and forgets what the node knew of it.
+// The history goes first: once it is gone, the next publish starts a new
+// epoch, and what it writes comes after the bounds and stays.
+func (b *Backplane) purge(ctx context.Context, ss *streamSet, topic string, bounds [3]uint64) error {
+	if err := ss.hist.Purge(ctx, jetstream.WithPurgeSubject(b.subj.history(topic)), jetstream.WithPurgeSequence(bounds[0]+1)); err != nil {
 		return err
 	}
 	b.dropTopic(topic)
-	if err := ss.keys.Purge(ctx, jetstream.WithPurgeSubject(b.subj.keys(topic)), jetstream.WithPurgeSequence(bounds[0]+1)); err != nil {
+	if err := ss.keys.Purge(ctx, jetstream.WithPurgeSubject(b.subj.keys(topic)), jetstream.WithPurgeSequence(bounds[1]+1)); err != nil {
 		return err
 	}
-	return ss.idem.Purge(ctx, jetstream.WithPurgeSubject(b.subj.idems(topic)), jetstream.WithPurgeSequence(bounds[1]+1))
+	return ss.idem.Purge(ctx, jetstream.WithPurgeSubject(b.subj.idems(topic)), jetstream.WithPurgeSequence(bounds[2]+1))
 }
 
 // dropTopic forgets what the node remembers about the topic's stored
@@ -201,8 +261,8 @@ func (b *Backplane) dropTopic(topic string) {
 // Delete implements [fanout.Backplane]. JetStream has no transaction over
 // several streams: Delete purges the topic's history first, so that the
 // next publish starts a new epoch, then its snapshot and idempotency
-// records and its final mark. A publish that runs concurrently with Delete
-// may leave its snapshot item behind.
+// records and its marks. A publish that runs concurrently with Delete may
+// leave its snapshot item behind.
 func (b *Backplane) Delete(ctx context.Context, topic string) error {
 	o, err := b.begin(ctx, "delete")
 	if err != nil {
@@ -228,8 +288,8 @@ func (b *Backplane) delete(ctx context.Context, topic string) error {
 	if err != nil {
 		return err
 	}
-	if err := b.purge(ctx, ss, topic, 0, bounds); err != nil {
+	if err := b.purge(ctx, ss, topic, bounds); err != nil {
 		return err
 	}
-	return ss.final.Purge(ctx, jetstream.WithPurgeSubject(b.subj.final(topic)))
+	return ss.expire.Purge(ctx, jetstream.WithPurgeSubject(b.subj.marksOf(topic)))
 }

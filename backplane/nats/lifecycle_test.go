@@ -116,8 +116,8 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	}
 }
 
-// TestStreamLimits: the server itself drops history after HistoryAge and
-// snapshots after IdleTTL.
+// TestStreamLimits: the server itself drops history after HistoryAge;
+// snapshot items do not expire one by one.
 func TestStreamLimits(t *testing.T) {
 	t.Parallel()
 	l := newLife(t, fnats.Options{HistoryAge: 3 * time.Minute, IdleTTL: 2 * time.Hour})
@@ -125,8 +125,33 @@ func TestStreamLimits(t *testing.T) {
 	if got := l.streamConfig(l.c.opts.Stream).MaxAge; got != 3*time.Minute {
 		t.Errorf("MaxAge of the history stream: got %v, want HistoryAge %v", got, 3*time.Minute)
 	}
-	if got := l.streamConfig(l.c.opts.Stream + "_KEYS").MaxAge; got != 2*time.Hour {
-		t.Errorf("MaxAge of the snapshot stream: got %v, want IdleTTL %v", got, 2*time.Hour)
+	if got := l.streamConfig(l.c.opts.Stream + "_KEYS").MaxAge; got != 0 {
+		t.Errorf("MaxAge of the snapshot stream: got %v, want none", got)
+	}
+}
+
+// TestActiveTopicKeepsItems: a topic in use keeps every snapshot item,
+// also one whose key was written longer than IdleTTL ago.
+func TestActiveTopicKeepsItems(t *testing.T) {
+	t.Parallel()
+	const idle = time.Second
+	l := newLife(t, fnats.Options{HistoryAge: time.Hour, IdleTTL: idle})
+	l.publish("t", "old", "a", "", false)
+	start := time.Now()
+	// Publish to other keys every quarter of IdleTTL, for twice IdleTTL:
+	// the server's clock decides what expires, so the test waits for it.
+	tick := time.NewTicker(idle / 4)
+	defer tick.Stop()
+	for time.Since(start) < 2*idle {
+		<-tick.C
+		l.publish("t", "new", "b", "", false)
+	}
+	s, err := l.n.Snapshot(context.Background(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Items) != 2 {
+		t.Fatalf("snapshot of a topic in use after %v: got %d items, want 2", time.Since(start), len(s.Items))
 	}
 }
 
@@ -241,18 +266,21 @@ func TestFinalThenPublish(t *testing.T) {
 	l.publish("saga", "step1", "ok", "", false)
 	l.publish("saga", "", "done", "", true)
 	p := l.publish("saga", "step1", "again", "", false)
-	// The sweep is over when its work queue is empty.
+	// The final mark was handled when it left its work queue.
 	js, err := jetstream.New(l.c.conn(l.c.url))
 	if err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "final marks", func() (bool, string) {
-		st, err := js.Stream(context.Background(), l.c.opts.Stream+"_FINAL")
+		st, err := js.Stream(context.Background(), l.c.opts.Stream+"_EXPIRE")
 		if err != nil {
 			return false, err.Error()
 		}
-		n := st.CachedInfo().State.Msgs
-		return n == 0, fmt.Sprintf("%d marks", n)
+		info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(l.c.opts.Prefix+".x.f.>"))
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(info.State.Subjects) == 0, fmt.Sprint(info.State.Subjects)
 	})
 	s, err := l.n.Snapshot(context.Background(), "saga")
 	if err != nil {

@@ -211,6 +211,8 @@ func (b *Backplane) publishOnce(ctx context.Context, m *fanout.Message, idem str
 	}
 	if m.Final() {
 		b.markFinal(ctx, m.Topic, ack.Sequence)
+	} else {
+		b.used(ctx, m.Topic)
 	}
 	return pos, nil
 }

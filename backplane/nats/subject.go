@@ -145,8 +145,11 @@ func (s subjects) idem(topic, key string) string {
 	return s.prefix + ".i." + escapeTopic(topic) + "." + idemToken(key)
 }
 func (s subjects) idems(topic string) string { return s.prefix + ".i." + escapeTopic(topic) + ".*" }
-func (s subjects) final(topic string) string { return s.prefix + ".f." + escapeTopic(topic) }
-func (s subjects) finals() string            { return s.prefix + ".f.*" }
+func (s subjects) mark(kind, topic string) string {
+	return s.prefix + ".x." + kind + "." + escapeTopic(topic)
+}
+func (s subjects) marksOf(topic string) string { return s.prefix + ".x.*." + escapeTopic(topic) }
+func (s subjects) marks() string               { return s.prefix + ".x.*.*" }
 
 // msgID is the Nats-Msg-Id of a publish with an idempotency key: JetStream
 // deduplicates per stream, so the id names the topic too, and the epoch
