@@ -69,8 +69,8 @@
 //
 // # Lifecycle
 //
-// The server drops what topics no longer need; nats-server 2.9 has no
-// per-message TTL, so the limits are per stream:
+// A topic's stored state ends; nats-server 2.9 has no per-message TTL, so
+// the server's stream limits do part of it and the nodes the rest:
 //
 //   - The history stream's MaxAge is [Options.HistoryAge] (or IdleTTL
 //     when shorter): the server drops messages older than that, and a
@@ -79,22 +79,30 @@
 //     snapshot, and the next publish starts a new epoch. The position thus
 //     lives HistoryAge, not IdleTTL: it is the topic's last message, and
 //     keeping it longer would keep history longer.
-//   - The snapshot stream's MaxAge is [Options.IdleTTL] (default 24h).
-//     Snapshot writes again the items older than half of it, so a topic
-//     whose snapshot is read keeps it; one neither published to nor read
-//     for IdleTTL has none left.
+//   - A topic expires as a whole [Options.IdleTTL] (default 24h) after its
+//     last use: a publish, or a History or Snapshot that found it. A node
+//     that uses a topic leaves a mark in the stream S_EXPIRE, at most once
+//     per IdleTTL/8 per topic; a mark is due IdleTTL + IdleTTL/8 after it
+//     was written, and the node that takes a due mark with no later mark
+//     of its topic purges the topic's history, snapshot and idempotency
+//     records. A client that resumes it then gets recovered=false and an
+//     empty snapshot. Snapshot items have no age limit of their own, so an
+//     item of a topic in use never expires however old it is.
 //   - A final publish (one with the header [fanout.HeaderFinal], made by
-//     [fanout.WithFinal]) leaves a mark in S_FINAL, a work queue that every
-//     node pulls from through one durable consumer: the node that takes a
-//     mark FinalTTL old ([Options.FinalTTL], default 10m) purges the
-//     topic's history, snapshot and idempotency records, unless the topic
-//     was published to since, which makes it live again. The marks are
-//     stored, so they outlive the node that made them; a mark is written
-//     after the final message, and a node that stops in between leaves the
-//     topic to the limits above.
-//   - [Backplane.Delete] purges the topic's history, then its snapshot and
-//     idempotency records. It is not atomic across the streams: a publish
-//     that runs concurrently may leave its snapshot item.
+//     [fanout.WithFinal]) leaves a final mark, due [Options.FinalTTL]
+//     (default 10m) later: then the topic is purged, unless it was
+//     published to since, which makes it live again. Reads of a final
+//     topic leave no mark.
+//   - [Backplane.Delete] purges the topic's history, then its snapshot,
+//     idempotency records and marks. It is not atomic across the streams:
+//     a publish that runs concurrently may leave its snapshot item.
+//
+// S_EXPIRE is a work queue that every node pulls from through one durable
+// consumer ("sweep"): a mark is handled once, by one node, and a mark not
+// yet due is handed back with a delay until it is. Marks are stored, so they
+// outlive the node that wrote them. A mark that could not be written is
+// written at the topic's next use; a topic used once and never again
+// whose only mark failed keeps its snapshot until it is deleted.
 //
 // # Live delivery
 //
