@@ -113,8 +113,8 @@ type Backplane struct {
 	// Stream handles, set by the first successful ensureStreams; nil
 	// until then. Reset when a stream turns out to be missing.
 	streams atomic.Pointer[streamSet]
-	ensure  singleflight.Group // one ensureStreams at a time
-	made    chan struct{}      // capacity 1: ensureStreams stored a streamSet
+	ensure  singleflight.Group       // one ensureStreams at a time
+	made    map[string]chan struct{} // per sweeper, capacity 1: ensureStreams stored a streamSet
 
 	mu       sync.Mutex // guards the fields below
 	recv     fanout.Receiver
@@ -179,7 +179,7 @@ func New(nc *nats.Conn, opts *Options) *Backplane {
 		heads:    make(map[string]*stored),
 		done:     make(chan struct{}),
 		forgot:   make(chan struct{}, 1),
-		made:     make(chan struct{}, 1),
+		made:     map[string]chan struct{}{kindFinal: make(chan struct{}, 1), kindIdle: make(chan struct{}, 1)},
 	}
 }
 
@@ -233,10 +233,11 @@ func (b *Backplane) Open(r fanout.Receiver) error {
 	b.adv, b.advSubs, b.status = adv, subs, status
 	sweepCtx, sweepStop := context.WithCancel(context.Background())
 	b.sweepStop = sweepStop
-	b.wg.Add(2)
+	b.wg.Add(3)
 	b.mu.Unlock()
 	go b.watch()
-	go b.sweep(sweepCtx)
+	go b.sweep(sweepCtx, kindFinal)
+	go b.sweep(sweepCtx, kindIdle)
 	return nil
 }
 
@@ -440,9 +441,11 @@ func (b *Backplane) ensureStreams(ctx context.Context) (*streamSet, error) {
 			return nil, err
 		}
 		b.streams.Store(s)
-		select {
-		case b.made <- struct{}{}:
-		default:
+		for _, c := range b.made {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
 		}
 		return s, nil
 	})
@@ -505,6 +508,9 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 		Description: "fanout: topics to purge when idle or ended",
 		Subjects:    []string{p + ".x.*.*"},
 		Retention:   jetstream.WorkQueuePolicy,
+		// The latest mark of a topic and kind replaces the earlier.
+		MaxMsgsPerSubject: 1,
+		Discard:           jetstream.DiscardOld,
 		// A safety net: marks are taken long before.
 		MaxAge:   2 * (o.FinalTTL + o.IdleTTL),
 		Storage:  storage,

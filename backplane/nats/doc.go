@@ -30,7 +30,8 @@
 //	P.k.<topic>.<key>  stream S_KEYS: the latest message per key (base64url
 //	                   key, or "~" and its SHA-256 when longer than 96 bytes)
 //	P.i.<topic>.<id>   stream S_IDEM: positions of idempotent publishes
-//	P.f.<topic>        stream S_FINAL: topics that ended, a work queue
+//	P.x.<kind>.<topic> stream S_EXPIRE: when to purge the topic, a work
+//	                   queue (kind "f" after a final message, "i" when idle)
 //
 // The streams are created, or updated to the options, on first use. Every
 // message carries its position, publish time, key and header in headers
@@ -97,10 +98,11 @@
 //     idempotency records and marks. It is not atomic across the streams:
 //     a publish that runs concurrently may leave its snapshot item.
 //
-// S_EXPIRE is a work queue that every node pulls from through one durable
-// consumer ("sweep"): a mark is handled once, by one node, and a mark not
-// yet due is handed back with a delay until it is. Marks are stored, so they
-// outlive the node that wrote them. A mark that could not be written is
+// S_EXPIRE is a work queue that keeps the latest mark of each topic and
+// kind, and that every node pulls from through one durable consumer per
+// kind ("sweep_f", "sweep_i"): a mark is handled once, by one node, and a
+// mark not yet due is handed back with a delay until it is. Marks are
+// stored, so they outlive the node that wrote them. A mark that could not be written is
 // written at the topic's next use; a topic used once and never again
 // whose only mark failed keeps its snapshot until it is deleted.
 //

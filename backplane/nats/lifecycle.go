@@ -17,13 +17,17 @@ import (
 // purge a topic IdleTTL after its last use or FinalTTL after its final
 // message; Delete purges it at once.
 //
-// Every node pulls from S_EXPIRE through one durable consumer, so each mark
-// is handled by one node at a time; a mark that is not due yet is handed
-// back with a delay (a NAK with delay) until it is.
+// S_EXPIRE keeps one mark per topic and kind, the latest. Every node pulls
+// the marks of each kind through one durable consumer per kind, so each
+// mark is handled by one node at a time; a mark that is not due yet is
+// handed back with a delay (a NAK with delay) until it is. Marks of one
+// kind all wait as long, so each consumer meets them in the order they
+// come due.
 
 const (
-	// sweepConsumer is the durable consumer of S_EXPIRE.
-	sweepConsumer = "sweep"
+	// sweepConsumer starts the names of the durable consumers of
+	// S_EXPIRE, one per kind of mark.
+	sweepConsumer = "sweep_"
 	// sweepAckWait is how long a node may take to handle a mark before
 	// the server hands it to another node.
 	sweepAckWait = 30 * time.Second
@@ -75,10 +79,10 @@ func (b *Backplane) used(ctx context.Context, topic string) {
 	b.mu.Unlock()
 }
 
-// sweep runs until ctx ends: it takes the marks from S_EXPIRE and purges
-// each topic whose mark is due. It starts pulling once this node has made
-// the streams.
-func (b *Backplane) sweep(ctx context.Context) {
+// sweep runs until ctx ends: it takes the marks of one kind from S_EXPIRE
+// and purges each topic whose mark is due. It starts pulling once this
+// node has made the streams.
+func (b *Backplane) sweep(ctx context.Context, kind string) {
 	defer b.wg.Done()
 	var cons jetstream.Consumer
 	backoff := 100 * time.Millisecond
@@ -87,13 +91,13 @@ func (b *Backplane) sweep(ctx context.Context) {
 		if ss == nil {
 			select {
 			case <-ctx.Done():
-			case <-b.made:
+			case <-b.made[kind]:
 			}
 			continue
 		}
 		err := func() error {
 			if cons == nil {
-				c, err := b.sweepConsumer(ctx)
+				c, err := b.sweepConsumer(ctx, kind)
 				if err != nil {
 					return err
 				}
@@ -116,16 +120,16 @@ func (b *Backplane) sweep(ctx context.Context) {
 	}
 }
 
-func (b *Backplane) sweepConsumer(ctx context.Context) (jetstream.Consumer, error) {
+func (b *Backplane) sweepConsumer(ctx context.Context, kind string) (jetstream.Consumer, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
 	defer cancel()
 	return b.js.CreateOrUpdateConsumer(ctx, b.opts.Stream+"_EXPIRE", jetstream.ConsumerConfig{
-		Durable:       sweepConsumer,
+		Durable:       sweepConsumer + kind,
 		Description:   "fanout: purges topics that ended or went idle",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       sweepAckWait,
 		MaxDeliver:    -1,
-		FilterSubject: b.subj.marks(),
+		FilterSubject: b.subj.marks(kind),
 	})
 }
 
@@ -204,7 +208,7 @@ func (b *Backplane) expireFinal(ctx context.Context, ss *streamSet, topic string
 }
 
 // expireIdle purges the topic of the idle mark at markSeq, unless a later
-// mark says that the topic was used since.
+// mark replaced it: the topic was used since.
 func (b *Backplane) expireIdle(ctx context.Context, ss *streamSet, subject string, markSeq uint64, topic string) error {
 	bounds, err := b.lastSeqs(ctx, ss)
 	if err != nil {

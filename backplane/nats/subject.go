@@ -149,7 +149,7 @@ func (s subjects) mark(kind, topic string) string {
 	return s.prefix + ".x." + kind + "." + escapeTopic(topic)
 }
 func (s subjects) marksOf(topic string) string { return s.prefix + ".x.*." + escapeTopic(topic) }
-func (s subjects) marks() string               { return s.prefix + ".x.*.*" }
+func (s subjects) marks(kind string) string    { return s.prefix + ".x." + kind + ".*" }
 
 // msgID is the Nats-Msg-Id of a publish with an idempotency key: JetStream
 // deduplicates per stream, so the id names the topic too, and the epoch
