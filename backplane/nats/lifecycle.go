@@ -215,6 +215,9 @@ func (b *Backplane) expireIdle(ctx context.Context, ss *streamSet, subject strin
 		return err
 	}
 	latest, err := ss.expire.GetLastMsgForSubject(ctx, subject)
+	if msgNotFound(err) {
+		return nil // deleted meanwhile
+	}
 	if err != nil {
 		return err
 	}
