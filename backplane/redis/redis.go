@@ -43,13 +43,13 @@
 //     that resumes it gets recovered=false and an empty snapshot, and the
 //     next publish starts a new epoch.
 //   - The history stream expires [Options.HistoryAge] after the last
-//     publish, and reads do not extend it; messages older than HistoryAge
-//     are trimmed on every publish and every History, so history never
-//     reaches back further than HistoryAge, even on a silent topic.
-//   - A publish sets these TTLs at most once per 1/64 of the shorter of
-//     HistoryAge and IdleTTL, to that much more than their lifetime: keys
-//     expire at most that much later, and a busy topic's publishes cost no
-//     more than without TTLs.
+//     publish, and reads do not extend it; History trims messages older
+//     than HistoryAge before it reads, so history never reaches back
+//     further than HistoryAge, even on a silent topic.
+//   - A publish sets these TTLs, and trims history by age, at most once
+//     per 1/64 of the shorter of HistoryAge and IdleTTL, to that much more
+//     than their lifetime: keys expire at most that much later, and a busy
+//     topic's publishes cost about what they cost without TTLs.
 //   - A final publish (one with the header [fanout.HeaderFinal], made by
 //     [fanout.WithFinal]) sets every key to expire after
 //     [Options.FinalTTL] (default 10m), and reads then leave that alone.
@@ -115,9 +115,10 @@ type Options struct {
 	// HistorySize is how many messages each topic's stream keeps, exactly.
 	// Default: 1024.
 	HistorySize int
-	// HistoryAge is how long a message stays in history: older ones are
-	// trimmed on every publish and History, and the whole stream expires
-	// HistoryAge after the topic's last publish. Default: 10m.
+	// HistoryAge is how long a message stays in history: History trims
+	// older ones before it reads, publishes trim them now and then, and
+	// the whole stream expires HistoryAge after the topic's last publish.
+	// Default: 10m.
 	HistoryAge time.Duration
 	// IdempotencyWindow is how long a publish's idempotency key is
 	// remembered, unless the topic expires first. Default: 5m.

@@ -32,8 +32,10 @@ import goredis "github.com/redis/go-redis/v9"
 // outlive the last publish by that lifetime:
 //
 //   - stream: HistoryAge (or IdleTTL when shorter) + slack, set by
-//     publishes, never by reads. Publishes and reads trim entries older
-//     than HistoryAge, so the slack only holds memory a little longer.
+//     publishes, never by reads. The publishes that set the TTLs also trim
+//     entries older than HistoryAge, and so does every History before it
+//     reads: the slack only holds memory a little longer, within the
+//     stream's count limit.
 //   - pos and snap: IdleTTL + slack, set by publishes; IdleTTL, set by
 //     every read unless the topic is final. A publish that makes snap
 //     (its first key) without setting the TTLs gives it one, so snap never
@@ -77,11 +79,12 @@ elseif id ~= '' then
 	end
 end
 seq = seq + 1
+local seqText = string.format('%d', seq)
 local final = ARGV[10] == '1'
 local ttl = tonumber(ARGV[9])
 local refresh = fresh or final or h[3] or now - tonumber(h[4] or 0) >= tonumber(ARGV[11])
 if refresh then
-	redis.call('HSET', KEYS[1], 'e', epoch, 's', string.format('%d', seq), 'r', string.format('%d', now))
+	redis.call('HSET', KEYS[1], 'e', epoch, 's', seqText, 'r', string.format('%d', now))
 	if final then
 		redis.call('HSET', KEYS[1], 'f', 1)
 	elseif h[3] then
@@ -89,16 +92,16 @@ if refresh then
 	end
 	redis.call('PEXPIRE', KEYS[1], ttl)
 else
-	redis.call('HSET', KEYS[1], 's', string.format('%d', seq))
+	redis.call('HSET', KEYS[1], 's', seqText)
 end
-local pos = epoch .. ' ' .. string.format('%d', seq)
+local pos = epoch .. ' ' .. seqText
 local rec = pos .. ' ' .. ARGV[2]
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '*', 'm', rec)
-local age = tonumber(ARGV[5])
-if now > age then
-	redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', now - age))
-end
 if refresh then
+	local age = tonumber(ARGV[5])
+	if now > age then
+		redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', now - age))
+	end
 	redis.call('PEXPIRE', KEYS[2], ARGV[12])
 end
 local newKey = ARGV[3] ~= '' and redis.call('HSET', KEYS[3], ARGV[3], rec) == 1
