@@ -24,13 +24,12 @@
 //
 // # Epochs
 //
-// A topic's epoch is a random name stored beside its sequence number. When
-// the keys are lost (expired, Redis flushed, restarted without
-// persistence, keys evicted or deleted), the next publish starts a new
-// epoch at Seq 1, and clients that resume from the old one are told that
-// their position no longer counts. Whichever of the two keys is lost first,
-// the other no longer counts either, so no position is handed out twice in
-// one epoch.
+// A topic's epoch is a random name stored with its sequence number, in one
+// hash, so that the two are lost together. When they are lost (expired,
+// Redis flushed, restarted without persistence, evicted or deleted), the
+// next publish starts a new epoch at Seq 1, and clients that resume from
+// the old one are told that their position no longer counts: no position
+// is handed out twice in one epoch.
 //
 // # Lifecycle
 //
