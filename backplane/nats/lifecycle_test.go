@@ -388,3 +388,29 @@ func TestFinalMarkOutlivesItsNode(t *testing.T) {
 		return s[l.c.opts.Stream] == 0 && s[l.c.opts.Stream+"_KEYS"] == 0, fmt.Sprint(s)
 	})
 }
+
+// TestHistoryReadKeepsTopic: a History read counts as use too.
+func TestHistoryReadKeepsTopic(t *testing.T) {
+	t.Parallel()
+	const idle = 2 * time.Second
+	l := newLife(t, fnats.Options{HistoryAge: time.Hour, IdleTTL: idle})
+	ctx := context.Background()
+	p := l.publish("t", "k", "a", "", false)
+	start := time.Now()
+	// Read history at 3/4 of IdleTTL, then look at the snapshot past
+	// IdleTTL; the server's clock decides what expires.
+	wait := time.NewTimer(idle * 3 / 4)
+	<-wait.C
+	if _, err := l.n.History(ctx, "t", p); err != nil {
+		t.Fatal(err)
+	}
+	wait.Reset(time.Until(start.Add(idle * 5 / 4)))
+	<-wait.C
+	s, err := l.n.Snapshot(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Items) != 1 {
+		t.Fatalf("snapshot past IdleTTL after a history read: got %d items, want 1", len(s.Items))
+	}
+}

@@ -410,3 +410,22 @@ func TestKeysMadeLaterHaveTTL(t *testing.T) {
 		}
 	}
 }
+
+// TestHubFinalPublish: Hub.Publish WithFinal reaches the backplane as a
+// final publish.
+func TestHubFinalPublish(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, nil)
+	const final = time.Minute
+	opts := fanoutredis.Options{Prefix: uniquePrefix(t, c), FinalTTL: final}
+	hub := newHub(t, c, opts)
+	l := &lifecycle{t: t, c: c, prefix: opts.Prefix}
+	if _, err := hub.Publish(context.Background(), "saga", []byte("done"), fanout.WithFinal()); err != nil {
+		t.Fatal(err)
+	}
+	for k, d := range l.ttls("saga") {
+		if d <= 0 || d > final {
+			t.Errorf("TTL of %s: got %v, want in (0, %v]", suffix(k), d, final)
+		}
+	}
+}
