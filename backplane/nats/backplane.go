@@ -22,7 +22,8 @@ import (
 // must use the same options.
 type Options struct {
 	// Stream names the JetStream stream that keeps history. The snapshot
-	// and idempotency streams are named Stream+"_KEYS" and Stream+"_IDEM".
+	// and idempotency streams are named Stream+"_KEYS" and Stream+"_IDEM",
+	// the work queue of topics to expire Stream+"_EXPIRE".
 	// Default: "FANOUT".
 	Stream string
 	// Prefix is the first token of every subject the backplane uses; it
@@ -32,18 +33,24 @@ type Options struct {
 
 	// HistorySize is how many messages each topic keeps. Default: 1024.
 	HistorySize int
-	// HistoryAge is how long a message stays in history: History treats
-	// older messages as gone. Default: 10m.
+	// HistoryAge is how long a message stays in history: the MaxAge of
+	// the history stream, so the server drops older messages, and a topic
+	// silent for that long loses its position too. Default: 10m.
 	HistoryAge time.Duration
 	// IdempotencyWindow is how long a publish's idempotency key is
-	// remembered (the stream's duplicate window). Default: 5m.
+	// remembered (the stream's duplicate window), at most HistoryAge.
+	// Default: 5m.
 	IdempotencyWindow time.Duration
-	// Retention, when positive, is the MaxAge of the history and snapshot
-	// streams: a topic without a publish for that long loses its position,
-	// history and snapshot, and its next message starts a new epoch.
-	// Default: 0, which keeps a topic's last HistorySize messages and its
-	// snapshot until the streams are purged or deleted.
-	Retention time.Duration
+	// IdleTTL is how long a topic's stored state outlives its last
+	// publish or read (History, Snapshot): then the nodes purge it (see
+	// Lifecycle in the package documentation). It is also the history
+	// stream's MaxAge when shorter than HistoryAge. Default: 24h.
+	IdleTTL time.Duration
+	// FinalTTL is how long a topic's stored state (history, position,
+	// snapshot, idempotency records) outlives a final publish, one with
+	// the header [fanout.HeaderFinal]; the nodes purge it then (see
+	// Lifecycle in the package documentation). Default: 10m.
+	FinalTTL time.Duration
 	// Replicas is the streams' replication factor in a NATS cluster.
 	// Default: 1.
 	Replicas int
@@ -77,6 +84,12 @@ func (o *Options) setDefaults() {
 	if o.IdempotencyWindow <= 0 {
 		o.IdempotencyWindow = 5 * time.Minute
 	}
+	if o.IdleTTL <= 0 {
+		o.IdleTTL = 24 * time.Hour
+	}
+	if o.FinalTTL <= 0 {
+		o.FinalTTL = 10 * time.Minute
+	}
 	if o.Replicas <= 0 {
 		o.Replicas = 1
 	}
@@ -100,7 +113,8 @@ type Backplane struct {
 	// Stream handles, set by the first successful ensureStreams; nil
 	// until then. Reset when a stream turns out to be missing.
 	streams atomic.Pointer[streamSet]
-	ensure  singleflight.Group // one ensureStreams at a time
+	ensure  singleflight.Group       // one ensureStreams at a time
+	made    map[string]chan struct{} // per sweeper, capacity 1: ensureStreams stored a streamSet
 
 	mu       sync.Mutex // guards the fields below
 	recv     fanout.Receiver
@@ -111,19 +125,21 @@ type Backplane struct {
 	nextOp   uint64
 	slots    map[string]*pubSlot        // per-topic publish serialisation
 	absorbed map[string]fanout.Position // per topic, the latest keyed message known to be in the snapshot stream
+	marked   map[string]time.Time       // per topic, when this node last left an idle mark
 	heads    map[string]*stored         // per topic, the last message known to be stored
 	reconns  uint64                     // the connection's reconnect count last seen
 
-	status  chan nats.Status     // registered with the connection in Open
-	adv     chan *nats.Msg       // advisories about the streams, from Open
-	advSubs []*nats.Subscription // their subscriptions
-	forgot  chan struct{}        // capacity 1: forget ran (for tests)
-	done    chan struct{}        // closed by Close
-	wg      sync.WaitGroup       // the watcher and delivery goroutines
+	status    chan nats.Status     // registered with the connection in Open
+	adv       chan *nats.Msg       // advisories about the streams, from Open
+	advSubs   []*nats.Subscription // their subscriptions
+	sweepStop context.CancelFunc   // stops the sweeper; set by Open
+	forgot    chan struct{}        // capacity 1: forget ran (for tests)
+	done      chan struct{}        // closed by Close
+	wg        sync.WaitGroup       // the watcher, sweeper and delivery goroutines
 }
 
 type streamSet struct {
-	hist, keys, idem jetstream.Stream
+	hist, keys, idem, expire jetstream.Stream
 }
 
 // New returns a node of the backplane that uses nc, which the caller
@@ -159,9 +175,11 @@ func New(nc *nats.Conn, opts *Options) *Backplane {
 		ops:      make(map[uint64]context.CancelCauseFunc),
 		slots:    make(map[string]*pubSlot),
 		absorbed: make(map[string]fanout.Position),
+		marked:   make(map[string]time.Time),
 		heads:    make(map[string]*stored),
 		done:     make(chan struct{}),
 		forgot:   make(chan struct{}, 1),
+		made:     map[string]chan struct{}{kindFinal: make(chan struct{}, 1), kindIdle: make(chan struct{}, 1)},
 	}
 }
 
@@ -213,9 +231,13 @@ func (b *Backplane) Open(r fanout.Receiver) error {
 	}
 	b.recv, b.reconns = r, reconns
 	b.adv, b.advSubs, b.status = adv, subs, status
-	b.wg.Add(1)
+	sweepCtx, sweepStop := context.WithCancel(context.Background())
+	b.sweepStop = sweepStop
+	b.wg.Add(3)
 	b.mu.Unlock()
 	go b.watch()
+	go b.sweep(sweepCtx, kindFinal)
+	go b.sweep(sweepCtx, kindIdle)
 	return nil
 }
 
@@ -269,11 +291,6 @@ func (b *Backplane) watch() {
 
 // Close implements [fanout.Backplane]. It stops delivery and waits for the
 // node's goroutines; it does not close the NATS connection.
-// Delete implements [fanout.Backplane].
-func (b *Backplane) Delete(ctx context.Context, topic string) error {
-	return fmt.Errorf("delete %q: %w", topic, errors.ErrUnsupported)
-}
-
 func (b *Backplane) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -287,8 +304,12 @@ func (b *Backplane) Close() error {
 	topics := b.topics
 	b.topics = make(map[string]*liveTopic)
 	status, advSubs := b.status, b.advSubs
+	sweepStop := b.sweepStop
 	b.mu.Unlock()
 	close(b.done)
+	if sweepStop != nil {
+		sweepStop()
+	}
 	for _, lt := range topics {
 		lt.stop()
 	}
@@ -420,6 +441,12 @@ func (b *Backplane) ensureStreams(ctx context.Context) (*streamSet, error) {
 			return nil, err
 		}
 		b.streams.Store(s)
+		for _, c := range b.made {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
+		}
 		return s, nil
 	})
 	if err != nil {
@@ -434,10 +461,8 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 	if o.MemoryStorage {
 		storage = jetstream.MemoryStorage
 	}
-	dup := o.IdempotencyWindow
-	if o.Retention > 0 && dup > o.Retention {
-		dup = o.Retention
-	}
+	histAge := min(o.HistoryAge, o.IdleTTL)
+	dup := min(o.IdempotencyWindow, histAge)
 	p := o.Prefix
 	var s streamSet
 	var err error
@@ -446,7 +471,7 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 		Description:       "fanout: topic history",
 		Subjects:          []string{p + ".h.*"},
 		MaxMsgsPerSubject: int64(o.HistorySize),
-		MaxAge:            o.Retention,
+		MaxAge:            histAge,
 		Duplicates:        dup,
 		Storage:           storage,
 		Replicas:          o.Replicas,
@@ -460,7 +485,6 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 		Description:       "fanout: latest message per topic and key",
 		Subjects:          []string{p + ".k.*.*"},
 		MaxMsgsPerSubject: 1,
-		MaxAge:            o.Retention,
 		Storage:           storage,
 		Replicas:          o.Replicas,
 		Discard:           jetstream.DiscardOld,
@@ -476,6 +500,21 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 		Storage:           storage,
 		Replicas:          o.Replicas,
 		Discard:           jetstream.DiscardOld,
+	}); err != nil {
+		return nil, err
+	}
+	if s.expire, err = b.makeStream(ctx, jetstream.StreamConfig{
+		Name:        o.Stream + "_EXPIRE",
+		Description: "fanout: topics to purge when idle or ended",
+		Subjects:    []string{p + ".x.*.*"},
+		Retention:   jetstream.WorkQueuePolicy,
+		// The latest mark of a topic and kind replaces the earlier.
+		MaxMsgsPerSubject: 1,
+		Discard:           jetstream.DiscardOld,
+		// A safety net: marks are taken long before.
+		MaxAge:   2 * (o.FinalTTL + o.IdleTTL),
+		Storage:  storage,
+		Replicas: o.Replicas,
 	}); err != nil {
 		return nil, err
 	}

@@ -30,6 +30,8 @@
 //	P.k.<topic>.<key>  stream S_KEYS: the latest message per key (base64url
 //	                   key, or "~" and its SHA-256 when longer than 96 bytes)
 //	P.i.<topic>.<id>   stream S_IDEM: positions of idempotent publishes
+//	P.x.<kind>.<topic> stream S_EXPIRE: when to purge the topic, a work
+//	                   queue (kind "f" after a final message, "i" when idle)
 //
 // The streams are created, or updated to the options, on first use. Every
 // message carries its position, publish time, key and header in headers
@@ -61,12 +63,48 @@
 //
 // The epoch is chosen at random by the publish that finds the topic without
 // messages and is carried by every later message of the topic. So whenever
-// a topic's messages are all gone — the stream was purged or deleted, or
-// [Options.Retention] expired them — its next message starts a new epoch
-// at Seq 1, and a client's old position is recognised as foreign. Until
-// then a topic keeps its last HistorySize messages whatever their age:
-// [Options.HistoryAge] is applied when history is read, so that a topic
-// that is quiet for a while keeps its position and its live clients.
+// a topic's messages are all gone — expired, purged by [Backplane.Delete]
+// or after a final message, or the stream was deleted — its next message
+// starts a new epoch at Seq 1, and a client's old position is recognised
+// as foreign. A position is never handed out twice in one epoch.
+//
+// # Lifecycle
+//
+// A topic's stored state ends; nats-server 2.9 has no per-message TTL, so
+// the server's stream limits do part of it and the nodes the rest:
+//
+//   - The history stream's MaxAge is [Options.HistoryAge] (or IdleTTL
+//     when shorter): the server drops messages older than that, and a
+//     topic silent for that long loses its position with its last
+//     message. A client that resumes it then gets recovered=false and the
+//     snapshot, and the next publish starts a new epoch. The position thus
+//     lives HistoryAge, not IdleTTL: it is the topic's last message, and
+//     keeping it longer would keep history longer.
+//   - A topic expires as a whole [Options.IdleTTL] (default 24h) after its
+//     last use: a publish, or a History or Snapshot that found it. A node
+//     that uses a topic leaves a mark in the stream S_EXPIRE, at most once
+//     per IdleTTL/8 per topic; a mark is due IdleTTL + IdleTTL/8 after it
+//     was written, and the node that takes a due mark with no later mark
+//     of its topic purges the topic's history, snapshot and idempotency
+//     records. A client that resumes it then gets recovered=false and an
+//     empty snapshot. Snapshot items have no age limit of their own, so an
+//     item of a topic in use never expires however old it is.
+//   - A final publish (one with the header [fanout.HeaderFinal], made by
+//     [fanout.WithFinal]) leaves a final mark, due [Options.FinalTTL]
+//     (default 10m) later: then the topic is purged, unless it was
+//     published to since, which makes it live again. Reads of a final
+//     topic leave no mark.
+//   - [Backplane.Delete] purges the topic's history, then its snapshot,
+//     idempotency records and marks. It is not atomic across the streams:
+//     a publish that runs concurrently may leave its snapshot item.
+//
+// S_EXPIRE is a work queue that keeps the latest mark of each topic and
+// kind, and that every node pulls from through one durable consumer per
+// kind ("sweep_f", "sweep_i"): a mark is handled once, by one node, and a
+// mark not yet due is handed back with a delay until it is. Marks are
+// stored, so they outlive the node that wrote them. A mark that could not be written is
+// written at the topic's next use; a topic used once and never again
+// whose only mark failed keeps its snapshot until it is deleted.
 //
 // # Live delivery
 //
@@ -104,8 +142,10 @@
 //
 // # Idempotency
 //
-// A publish with an idempotency key carries Nats-Msg-Id, so JetStream
-// stores it once within [Options.IdempotencyWindow]. A repeated publish
+// A publish with an idempotency key carries Nats-Msg-Id, made of the topic,
+// the epoch it continues and the key, so JetStream stores it once within
+// [Options.IdempotencyWindow] (at most HistoryAge) and a key used before
+// the topic expired or was deleted publishes again. A repeated publish
 // gets the first one's stream sequence from the server and returns that
 // message's position, read from history, or, when the message has left
 // history already, from S_IDEM, which records the position of each

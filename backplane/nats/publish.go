@@ -180,7 +180,7 @@ func (b *Backplane) publishOnce(ctx context.Context, m *fanout.Message, idem str
 		jetstream.WithRetryAttempts(0),
 	}
 	if idem != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID(m.Topic, idem)))
+		opts = append(opts, jetstream.WithMsgID(msgID(m.Topic, pos.Epoch, idem)))
 	}
 	ack, err := b.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
@@ -208,6 +208,11 @@ func (b *Backplane) publishOnce(ctx context.Context, m *fanout.Message, idem str
 		// Best effort: needed only if the first publication leaves history
 		// (HistorySize newer messages) within the idempotency window.
 		b.recordIdem(ctx, ss, m.Topic, idem, pos)
+	}
+	if m.Final() {
+		b.markFinal(ctx, m.Topic, ack.Sequence)
+	} else {
+		b.used(ctx, m.Topic)
 	}
 	return pos, nil
 }

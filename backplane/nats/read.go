@@ -21,27 +21,51 @@ func (b *Backplane) History(ctx context.Context, topic string, after fanout.Posi
 		return fanout.History{}, err
 	}
 	defer o.end()
-	h, err := b.history(o.ctx, topic, after)
+	ss, last, err := b.readHead(o.ctx, topic)
 	if err != nil {
 		return fanout.History{}, o.fail(err)
+	}
+	h, err := b.historyFrom(o.ctx, ss, topic, after, last)
+	if err != nil {
+		return fanout.History{}, o.fail(err)
+	}
+	if last != nil && !last.msg.Final() {
+		b.used(o.ctx, topic) // a read of a final topic does not extend it
 	}
 	return h, nil
 }
 
-func (b *Backplane) history(ctx context.Context, topic string, after fanout.Position) (fanout.History, error) {
+// readHead returns the streams and the topic's last stored message, or nil
+// when it has none.
+func (b *Backplane) readHead(ctx context.Context, topic string) (*streamSet, *stored, error) {
 	ss, err := b.ensureStreams(ctx)
 	if err != nil {
-		return fanout.History{}, err
+		return nil, nil, err
 	}
-	subj := b.subj.history(topic)
-	last, err := b.lastStored(ctx, ss.hist, subj, topic)
+	last, err := b.lastStored(ctx, ss.hist, b.subj.history(topic), topic)
 	if err != nil {
 		if !streamMissing(err) {
-			return fanout.History{}, err
+			return nil, nil, err
 		}
 		b.lost()
 		last = nil
 	}
+	return ss, last, nil
+}
+
+func (b *Backplane) history(ctx context.Context, topic string, after fanout.Position) (fanout.History, error) {
+	ss, last, err := b.readHead(ctx, topic)
+	if err != nil {
+		return fanout.History{}, err
+	}
+	return b.historyFrom(ctx, ss, topic, after, last)
+}
+
+// historyFrom reads the history after a position, up to the topic's last
+// message last (nil: none).
+func (b *Backplane) historyFrom(ctx context.Context, ss *streamSet, topic string, after fanout.Position, last *stored) (fanout.History, error) {
+	subj := b.subj.history(topic)
+	var err error
 	if last == nil {
 		return fanout.History{Complete: after.Seq == 0}, nil
 	}
@@ -217,6 +241,9 @@ func (b *Backplane) snapshot(ctx context.Context, topic string) (fanout.Snapshot
 		}
 		return cmp.Compare(x.Position.Seq, y.Position.Seq)
 	})
+	if last != nil && !last.msg.Final() || last == nil && len(s.Items) > 0 {
+		b.used(ctx, topic) // a read of a final topic does not extend it
+	}
 	return s, true, nil
 }
 

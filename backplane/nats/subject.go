@@ -144,7 +144,17 @@ func (s subjects) key(topic, key string) string {
 func (s subjects) idem(topic, key string) string {
 	return s.prefix + ".i." + escapeTopic(topic) + "." + idemToken(key)
 }
+func (s subjects) idems(topic string) string { return s.prefix + ".i." + escapeTopic(topic) + ".*" }
+func (s subjects) mark(kind, topic string) string {
+	return s.prefix + ".x." + kind + "." + escapeTopic(topic)
+}
+func (s subjects) marksOf(topic string) string { return s.prefix + ".x.*." + escapeTopic(topic) }
+func (s subjects) marks(kind string) string    { return s.prefix + ".x." + kind + ".*" }
 
 // msgID is the Nats-Msg-Id of a publish with an idempotency key: JetStream
-// deduplicates per stream, so the id names the topic too.
-func msgID(topic, key string) string { return escapeTopic(topic) + "/" + idemToken(key) }
+// deduplicates per stream, so the id names the topic too, and the epoch
+// the publish continues, so that a key used before the topic was deleted
+// or expired publishes again.
+func msgID(topic, epoch, key string) string {
+	return escapeTopic(topic) + "/" + epoch + "/" + idemToken(key)
+}

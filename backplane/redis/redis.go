@@ -24,12 +24,42 @@
 //
 // # Epochs
 //
-// A topic's epoch is a random name stored beside its sequence number. When
-// the keys are lost (Redis flushed, restarted without persistence, keys
-// evicted or deleted), the next publish starts a new epoch at Seq 1, and
-// clients that resume from the old one are told that their position no
-// longer counts. Run Redis with a noeviction or volatile-* eviction policy:
-// the topic keys have no expiry.
+// A topic's epoch is a random name stored with its sequence number, in one
+// hash, so that the two are lost together. When they are lost (expired,
+// Redis flushed, restarted without persistence, evicted or deleted), the
+// next publish starts a new epoch at Seq 1, and clients that resume from
+// the old one are told that their position no longer counts: no position
+// is handed out twice in one epoch.
+//
+// # Lifecycle
+//
+// Every key of a topic has a TTL, so that Redis holds nothing for topics
+// that are no longer used:
+//
+//   - A publish sets the topic's keys to expire after [Options.IdleTTL]
+//     (default 24h), and History and Snapshot set them back to it: a topic
+//     that nobody publishes to or reads for that long is gone. A client
+//     that resumes it gets recovered=false and an empty snapshot, and the
+//     next publish starts a new epoch.
+//   - The history stream expires [Options.HistoryAge] after the last
+//     publish, and reads do not extend it; History trims messages older
+//     than HistoryAge before it reads, so history never reaches back
+//     further than HistoryAge, even on a silent topic.
+//   - A publish sets these TTLs, and trims history by age, at most once
+//     per 1/64 of the shorter of HistoryAge and IdleTTL, to that much more
+//     than their lifetime: keys expire at most that much later, and a busy
+//     topic's publishes cost about what they cost without TTLs.
+//   - A final publish (one with the header [fanout.HeaderFinal], made by
+//     [fanout.WithFinal]) sets every key to expire after
+//     [Options.FinalTTL] (default 10m), and reads then leave that alone.
+//     A later publish without it makes the topic live again.
+//   - Idempotency keys are forgotten after [Options.IdempotencyWindow],
+//     or with the topic when it expires first.
+//   - [Backplane.Delete] removes every key of the topic in one command.
+//
+// Run Redis with maxmemory-policy noeviction: since every key has a TTL,
+// a volatile-* policy would evict keys of live topics one at a time, and a
+// snapshot hash evicted on its own goes unnoticed.
 //
 // # Failures
 //
@@ -84,13 +114,26 @@ type Options struct {
 	// HistorySize is how many messages each topic's stream keeps, exactly.
 	// Default: 1024.
 	HistorySize int
-	// HistoryAge is how long a message stays in history: older ones are
-	// trimmed when the topic is next published to, so a topic that falls
-	// silent keeps its last messages. Default: 10m.
+	// HistoryAge is how long a message stays in history: History trims
+	// older ones before it reads, publishes trim them now and then, and
+	// the whole stream expires HistoryAge after the topic's last publish.
+	// Default: 10m.
 	HistoryAge time.Duration
 	// IdempotencyWindow is how long a publish's idempotency key is
-	// remembered. Default: 5m.
+	// remembered, unless the topic expires first. Default: 5m.
 	IdempotencyWindow time.Duration
+	// IdleTTL is how long a topic's keys (position, snapshot, idempotency
+	// keys) outlive its last publish or read (History, Snapshot); then the
+	// topic is gone, and its next publish starts a new epoch. A day keeps
+	// every topic that a page or a client touches daily, and frees the
+	// one-shot topics (a saga that never published its final message)
+	// without an operator. Default: 24h.
+	IdleTTL time.Duration
+	// FinalTTL is how long a topic's keys outlive a final publish (see
+	// [fanout.WithFinal]), so that clients that reconnect shortly after a
+	// saga ended still get its last state. Reads do not extend it.
+	// Default: 10m.
+	FinalTTL time.Duration
 	// PingInterval is how long the Pub/Sub connection may stay silent
 	// before it is pinged; a ping unanswered for as long again marks the
 	// connection dead, and it is replaced. Default: 3s.
@@ -106,6 +149,8 @@ const (
 	defaultHistorySize       = 1024
 	defaultHistoryAge        = 10 * time.Minute
 	defaultIdempotencyWindow = 5 * time.Minute
+	defaultIdleTTL           = 24 * time.Hour
+	defaultFinalTTL          = 10 * time.Minute
 	defaultPingInterval      = 3 * time.Second
 )
 
@@ -126,6 +171,7 @@ const (
 type Backplane struct {
 	client goredis.UniversalClient
 	opts   Options
+	args   scriptArgs
 	log    *slog.Logger
 
 	mu     sync.Mutex // guards the fields below
@@ -172,6 +218,12 @@ func New(client goredis.UniversalClient, opts *Options) *Backplane {
 	if o.IdempotencyWindow <= 0 {
 		o.IdempotencyWindow = defaultIdempotencyWindow
 	}
+	if o.IdleTTL <= 0 {
+		o.IdleTTL = defaultIdleTTL
+	}
+	if o.FinalTTL <= 0 {
+		o.FinalTTL = defaultFinalTTL
+	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = defaultPingInterval
 	}
@@ -182,27 +234,76 @@ func New(client goredis.UniversalClient, opts *Options) *Backplane {
 	return &Backplane{
 		client: client,
 		opts:   o,
+		args:   newScriptArgs(&o),
 		log:    log,
 		subs:   make(map[string]*subState),
 		done:   make(chan struct{}),
 	}
 }
 
-// keys names the Redis keys and channel of one topic.
+// keys names the Redis keys and channel of one topic (see scripts.go).
 type keys struct {
-	base string // {prefix:topic}, also the channel
+	base string    // {prefix:topic}, also the channel
+	all  [5]string // pos, stream, snap, idem, idemexp: the publish script's KEYS
 }
 
+// keySuffixes follow the base in the names of a topic's keys.
+var keySuffixes = [5]string{":pos", ":stream", ":snap", ":idem", ":idemexp"}
+
+// keys builds the names in one string, which they share.
 func (b *Backplane) keys(topic string) keys {
-	return keys{base: "{" + b.opts.Prefix + ":" + topic + "}"}
+	base := "{" + b.opts.Prefix + ":" + topic + "}"
+	var sb strings.Builder
+	sb.Grow(len(keySuffixes)*len(base) + 32)
+	for _, s := range keySuffixes {
+		sb.WriteString(base)
+		sb.WriteString(s)
+	}
+	names := sb.String()
+	k := keys{base: base}
+	off := 0
+	for i, s := range keySuffixes {
+		n := len(base) + len(s)
+		k.all[i] = names[off : off+n]
+		off += n
+	}
+	return k
 }
 
-func (k keys) seq() string    { return k.base + ":seq" }
-func (k keys) epoch() string  { return k.base + ":epoch" }
-func (k keys) stream() string { return k.base + ":stream" }
-func (k keys) snap() string   { return k.base + ":snap" }
-func (k keys) idem(id string) string {
-	return k.base + ":idem:" + id
+func (k *keys) pos() string    { return k.all[0] }
+func (k *keys) stream() string { return k.all[1] }
+func (k *keys) snap() string   { return k.all[2] }
+
+// ms returns d in whole milliseconds, at least 1.
+func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
+
+// scriptArgs are the arguments of the scripts that depend only on the
+// options, converted once.
+type scriptArgs struct {
+	historySize, historyAge, idemWindow any
+	idleTTL                             any // for reads
+	slack                               any
+	ttl, streamTTL                      any // of a publish
+	finalTTL, finalStreamTTL            any // of a final publish
+	final, notFinal                     any
+}
+
+func newScriptArgs(o *Options) scriptArgs {
+	// See scripts.go on TTLs.
+	slack := max(time.Millisecond, min(o.HistoryAge, o.IdleTTL)/64)
+	return scriptArgs{
+		historySize:    o.HistorySize,
+		historyAge:     ms(o.HistoryAge),
+		idemWindow:     ms(o.IdempotencyWindow),
+		idleTTL:        ms(o.IdleTTL),
+		slack:          ms(slack),
+		ttl:            ms(o.IdleTTL + slack),
+		streamTTL:      ms(min(o.HistoryAge, o.IdleTTL) + slack),
+		finalTTL:       ms(o.FinalTTL),
+		finalStreamTTL: ms(min(o.HistoryAge, o.FinalTTL)),
+		final:          "1",
+		notFinal:       "",
+	}
 }
 
 // Open implements [fanout.Backplane].
@@ -239,18 +340,24 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 		return fanout.Position{}, err
 	}
 	k := b.keys(m.Topic)
-	ks := []string{k.seq(), k.epoch(), k.stream(), k.snap()}
-	if idempotencyKey != "" {
-		ks = append(ks, k.idem(idempotencyKey))
+	a := &b.args
+	ttl, streamTTL, final := a.ttl, a.streamTTL, a.notFinal
+	if m.Final() {
+		ttl, streamTTL, final = a.finalTTL, a.finalStreamTTL, a.final
 	}
-	res, err := publishScript.Run(ctx, b.client, ks,
+	res, err := publishScript.Run(ctx, b.client, k.all[:],
 		newEpoch(),
 		appendBody(nil, m),
 		m.Key,
-		b.opts.HistorySize,
-		b.opts.HistoryAge.Milliseconds(),
-		max(1, b.opts.IdempotencyWindow.Milliseconds()),
+		a.historySize,
+		a.historyAge,
+		a.idemWindow,
 		k.base,
+		idempotencyKey,
+		ttl,
+		final,
+		a.slack,
+		streamTTL,
 	).Slice()
 	if err != nil {
 		return fanout.Position{}, b.opError("publish", err)
@@ -283,8 +390,8 @@ func (b *Backplane) History(ctx context.Context, topic string, after fanout.Posi
 		return fanout.History{}, err
 	}
 	k := b.keys(topic)
-	res, err := historyScript.Run(ctx, b.client, []string{k.seq(), k.epoch(), k.stream()},
-		after.Epoch, after.Seq).Slice()
+	res, err := historyScript.Run(ctx, b.client, []string{k.pos(), k.stream(), k.snap()},
+		after.Epoch, after.Seq, b.args.historyAge, b.args.idleTTL).Slice()
 	if err != nil {
 		return fanout.History{}, b.opError("history", err)
 	}
@@ -323,7 +430,8 @@ func (b *Backplane) Snapshot(ctx context.Context, topic string) (fanout.Snapshot
 		return fanout.Snapshot{}, err
 	}
 	k := b.keys(topic)
-	res, err := snapshotScript.Run(ctx, b.client, []string{k.seq(), k.epoch(), k.snap()}).Slice()
+	res, err := snapshotScript.Run(ctx, b.client, []string{k.pos(), k.snap()},
+		b.args.idleTTL).Slice()
 	if err != nil {
 		return fanout.Snapshot{}, b.opError("snapshot", err)
 	}
@@ -483,13 +591,22 @@ func (b *Backplane) Unsubscribe(ctx context.Context, topic string) error {
 	return nil
 }
 
-// Close implements [fanout.Backplane]. It stops the node's Pub/Sub
-// connection and waits for its goroutine; it does not close the client.
-// Delete implements [fanout.Backplane].
+// Delete implements [fanout.Backplane]: one DEL of the topic's keys, which
+// Redis runs atomically. Nodes subscribed to the topic's channel stay
+// subscribed.
 func (b *Backplane) Delete(ctx context.Context, topic string) error {
-	return fmt.Errorf("delete %q: %w", topic, errors.ErrUnsupported)
+	if err := b.check(ctx, "delete"); err != nil {
+		return err
+	}
+	k := b.keys(topic)
+	if err := b.client.Del(ctx, k.all[:]...).Err(); err != nil {
+		return b.opError("delete", err)
+	}
+	return nil
 }
 
+// Close implements [fanout.Backplane]. It stops the node's Pub/Sub
+// connection and waits for its goroutine; it does not close the client.
 func (b *Backplane) Close() error {
 	b.mu.Lock()
 	if b.closed {

@@ -5,89 +5,163 @@ import goredis "github.com/redis/go-redis/v9"
 // The scripts run atomically on the shard that holds the topic's keys (they
 // share one hash tag). Each topic has:
 //
-//	{prefix:topic}:seq      the last Seq handed out (string integer)
-//	{prefix:topic}:epoch    the epoch of seq and of everything stored
+//	{prefix:topic}:pos      the position: hash of "e" = the epoch of
+//	                        everything stored, "s" = the last Seq handed
+//	                        out, "r" = when a publish last set the TTLs
+//	                        (Unix ms), "f" = "1" while the last publish
+//	                        was final
 //	{prefix:topic}:stream   the history: a stream capped by count and age,
 //	                        one entry per message, field "m" = the record
 //	{prefix:topic}:snap     the snapshot: hash of key -> record
-//	{prefix:topic}:idem:ID  the position published for idempotency key ID,
-//	                        expiring after the idempotency window
+//	{prefix:topic}:idem     idempotency keys: hash of ID -> "epoch seq"
+//	{prefix:topic}:idemexp  when each ID is forgotten: sorted set of ID,
+//	                        scored by Unix ms
 //
 // and the channel {prefix:topic} carries each record live.
 //
-// A missing seq or epoch key means the topic's lineage is lost (never
-// published, flushed, evicted): the next publish starts a new epoch and
-// drops whatever stream and snapshot were left of the old one.
+// Every key has a TTL. Epoch and Seq live in one hash, so they are lost
+// together: a pos hash without both means the topic's lineage is lost
+// (never published, expired, flushed, evicted, deleted), the next publish
+// starts a new epoch and drops whatever else was left of the old one, and
+// reads report the topic as having no lineage. So no position is ever
+// handed out twice in one epoch, whatever expires first.
+//
+// TTLs, with slack = min(HistoryAge, IdleTTL)/64. A publish sets them at
+// most once per slack (field "r"), so that a busy topic pays for it
+// rarely, and to slack more than their lifetime, so that they still
+// outlive the last publish by that lifetime:
+//
+//   - stream: HistoryAge (or IdleTTL when shorter) + slack, set by
+//     publishes, never by reads. The publishes that set the TTLs also trim
+//     entries older than HistoryAge, and so does every History before it
+//     reads: the slack only holds memory a little longer, within the
+//     stream's count limit.
+//   - pos and snap: IdleTTL + slack, set by publishes; IdleTTL, set by
+//     every read unless the topic is final. A publish that makes snap
+//     (its first key) without setting the TTLs gives it one, so snap never
+//     expires before pos.
+//   - idem and idemexp: IdleTTL + slack, set by every publish that writes
+//     them and by the first publish after a final one.
+//   - after a final publish, every key: FinalTTL (the stream HistoryAge
+//     when shorter), set at once; reads leave it alone, and the next
+//     publish that is not final sets the TTLs again.
+//
+// A stream made by a publish that does not set the TTLs has none until
+// the next one that does. That happens only when the stream alone was
+// removed behind the scripts' back (deleted by hand, evicted): a lost pos
+// makes the next publish set every TTL, and a stream that expired did so
+// at least slack after the last setting.
 
 // publishScript assigns the next position, stores and publishes one
 // message.
 //
-// KEYS: seq, epoch, stream, snap[, idem]
+// KEYS: pos, stream, snap, idem, idemexp
 // ARGV: new epoch, body, key ("" for none), history size, history age in
-// ms (0: no age limit), idempotency window in ms, channel.
+// ms, idempotency window in ms, channel, idempotency ID ("" for none),
+// TTL in ms (IdleTTL + slack, or FinalTTL), "1" for a final publish,
+// slack in ms, the stream's TTL in ms.
 // Returns {1, "epoch seq"} for a new message, or {0, "epoch seq"} with the
-// position first published under the idempotency key.
+// position first published under the idempotency ID.
 var publishScript = goredis.NewScript(`
-if #KEYS == 5 then
-	local prev = redis.call('GET', KEYS[5])
-	if prev then
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id = ARGV[8]
+local h = redis.call('HMGET', KEYS[1], 'e', 's', 'f', 'r')
+local epoch, seq = h[1], tonumber(h[2])
+local fresh = not epoch or not seq
+if fresh then
+	epoch, seq = ARGV[1], 0
+	redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+elseif id ~= '' then
+	local prev = redis.call('HGET', KEYS[4], id)
+	if prev and tonumber(redis.call('ZSCORE', KEYS[5], id) or 0) > now then
 		return {0, prev}
 	end
 end
-local epoch = redis.call('GET', KEYS[2])
-if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
-	epoch = ARGV[1]
-	redis.call('SET', KEYS[2], epoch)
-	redis.call('SET', KEYS[1], 0)
-	redis.call('DEL', KEYS[3], KEYS[4])
-end
-local pos = epoch .. ' ' .. string.format('%d', redis.call('INCR', KEYS[1]))
-local rec = pos .. ' ' .. ARGV[2]
-redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[4], '*', 'm', rec)
-local age = tonumber(ARGV[5])
-if age > 0 then
-	local now = redis.call('TIME')
-	local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - age
-	if cutoff > 0 then
-		redis.call('XTRIM', KEYS[3], 'MINID', string.format('%d', cutoff))
+seq = seq + 1
+local seqText = string.format('%d', seq)
+local final = ARGV[10] == '1'
+local ttl = tonumber(ARGV[9])
+local refresh = fresh or final or h[3] or now - tonumber(h[4] or 0) >= tonumber(ARGV[11])
+if refresh then
+	redis.call('HSET', KEYS[1], 'e', epoch, 's', seqText, 'r', string.format('%d', now))
+	if final then
+		redis.call('HSET', KEYS[1], 'f', 1)
+	elseif h[3] then
+		redis.call('HDEL', KEYS[1], 'f')
 	end
+	redis.call('PEXPIRE', KEYS[1], ttl)
+else
+	redis.call('HSET', KEYS[1], 's', seqText)
 end
-if ARGV[3] ~= '' then
-	redis.call('HSET', KEYS[4], ARGV[3], rec)
+local pos = epoch .. ' ' .. seqText
+local rec = pos .. ' ' .. ARGV[2]
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '*', 'm', rec)
+if refresh then
+	local age = tonumber(ARGV[5])
+	if now > age then
+		redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', now - age))
+	end
+	redis.call('PEXPIRE', KEYS[2], ARGV[12])
 end
-if #KEYS == 5 then
-	redis.call('SET', KEYS[5], pos, 'PX', ARGV[6])
+local newKey = ARGV[3] ~= '' and redis.call('HSET', KEYS[3], ARGV[3], rec) == 1
+if refresh or newKey then
+	redis.call('PEXPIRE', KEYS[3], ttl)
+end
+if id ~= '' then
+	local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 16)
+	if #old > 0 then
+		redis.call('HDEL', KEYS[4], unpack(old))
+		redis.call('ZREM', KEYS[5], unpack(old))
+	end
+	redis.call('HSET', KEYS[4], id, pos)
+	redis.call('ZADD', KEYS[5], now + tonumber(ARGV[6]), id)
+end
+if id ~= '' or final or h[3] then
+	redis.call('PEXPIRE', KEYS[4], ttl)
+	redis.call('PEXPIRE', KEYS[5], ttl)
 end
 redis.call('PUBLISH', ARGV[7], rec)
 return {1, pos}
 `)
 
 // historyScript reads the messages after a position, together with the
-// topic's position.
+// topic's position. It trims the messages older than the history age, and
+// sets the topic's TTL back to IdleTTL unless the topic is final.
 //
-// KEYS: seq, epoch, stream
-// ARGV: epoch and Seq of the position to read after.
+// KEYS: pos, stream, snap
+// ARGV: epoch and Seq of the position to read after, history age in ms,
+// IdleTTL in ms.
 // Returns {epoch, seq, complete (0 or 1), record...}; epoch is "" when the
 // topic has no lineage.
 var historyScript = goredis.NewScript(`
-local epoch = redis.call('GET', KEYS[2])
-local seq = redis.call('GET', KEYS[1])
+local h = redis.call('HMGET', KEYS[1], 'e', 's', 'f')
+local epoch, seq = h[1], h[2]
 if not epoch or not seq then
 	return {'', '0', 0}
+end
+if not h[3] then
+	redis.call('PEXPIRE', KEYS[1], ARGV[4])
+	redis.call('PEXPIRE', KEYS[3], ARGV[4])
 end
 local after = tonumber(ARGV[2])
 if after ~= 0 and ARGV[1] ~= epoch then
 	return {epoch, seq, 0}
 end
 local n = tonumber(seq) - after
-if n < 0 or n > redis.call('XLEN', KEYS[3]) then
+if n == 0 then
+	return {epoch, seq, 1}
+end
+local t = redis.call('TIME')
+local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
+if cutoff > 0 then
+	redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', cutoff))
+end
+if n < 0 or n > redis.call('XLEN', KEYS[2]) then
 	return {epoch, seq, 0}
 end
 local out = {epoch, seq, 1}
-if n == 0 then
-	return out
-end
-local entries = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', n)
+local entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n)
 for i = #entries, 1, -1 do
 	out[#out + 1] = entries[i][2][2]
 end
@@ -95,19 +169,25 @@ return out
 `)
 
 // snapshotScript reads the snapshot together with the position it
-// corresponds to.
+// corresponds to, and sets the topic's TTL back to IdleTTL unless the
+// topic is final.
 //
-// KEYS: seq, epoch, snap
+// KEYS: pos, snap
+// ARGV: IdleTTL in ms.
 // Returns {epoch, seq, record...}; epoch is "" when the topic has no
 // lineage.
 var snapshotScript = goredis.NewScript(`
-local epoch = redis.call('GET', KEYS[2])
-local seq = redis.call('GET', KEYS[1])
+local h = redis.call('HMGET', KEYS[1], 'e', 's', 'f')
+local epoch, seq = h[1], h[2]
 if not epoch or not seq then
 	return {'', '0'}
 end
+if not h[3] then
+	redis.call('PEXPIRE', KEYS[1], ARGV[1])
+	redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
 local out = {epoch, seq}
-for _, rec in ipairs(redis.call('HVALS', KEYS[3])) do
+for _, rec in ipairs(redis.call('HVALS', KEYS[2])) do
 	out[#out + 1] = rec
 end
 return out
