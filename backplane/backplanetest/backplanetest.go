@@ -88,6 +88,13 @@ type Features struct {
 	// 500 ms and wait for them in real time. Default: nil, which skips the
 	// expiry scenarios.
 	Expiry func(t *testing.T, l Lifetimes) func() fanout.Backplane
+	// PositionExpiresWithHistory declares that the backplane keeps a
+	// topic's position only as long as its last message stays in history
+	// (NATS on servers without per-message TTLs): a topic silent for
+	// HistoryAge is forgotten whole, and the next publish starts a new
+	// epoch. The HistoryAge scenario then checks that instead of a
+	// position that outlives history. Default: false.
+	PositionExpiresWithHistory bool
 	// ExpiryLatency is how long after its deadline the backplane may still
 	// hold expired state: the expiry scenarios wait that much longer
 	// before they look. Default: 250ms.

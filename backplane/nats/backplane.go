@@ -43,8 +43,7 @@ type Options struct {
 	IdempotencyWindow time.Duration
 	// IdleTTL is how long a topic's stored state outlives its last
 	// publish or read (History, Snapshot): then the nodes purge it (see
-	// Lifecycle in the package documentation). It is also the history
-	// stream's MaxAge when shorter than HistoryAge. Default: 24h.
+	// Lifecycle in the package documentation). Default: 24h.
 	IdleTTL time.Duration
 	// FinalTTL is how long a topic's stored state (history, position,
 	// snapshot, idempotency records) outlives a final publish, one with
@@ -461,7 +460,7 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 	if o.MemoryStorage {
 		storage = jetstream.MemoryStorage
 	}
-	histAge := min(o.HistoryAge, o.IdleTTL)
+	histAge := o.HistoryAge
 	dup := min(o.IdempotencyWindow, histAge)
 	p := o.Prefix
 	var s streamSet

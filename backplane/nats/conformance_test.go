@@ -19,7 +19,15 @@ func TestConformance(t *testing.T) {
 		clusters.Store(t, c)
 		return func() fanout.Backplane { return c.node() }
 	}, backplanetest.Features{
-		HistorySize: historySize,
+		HistorySize:                historySize,
+		PositionExpiresWithHistory: true,
+		Expiry: func(t *testing.T, l backplanetest.Lifetimes) func() fanout.Backplane {
+			c := newCluster(t, &fnats.Options{
+				HistorySize: historySize,
+				IdleTTL:     l.IdleTTL, FinalTTL: l.FinalTTL, HistoryAge: l.HistoryAge,
+			})
+			return func() fanout.Backplane { return c.node() }
+		},
 		LoseHistory: func(t *testing.T, topic string) {
 			c, _ := clusters.Load(t)
 			c.(*cluster).deleteStreams()

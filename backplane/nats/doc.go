@@ -73,8 +73,8 @@
 // A topic's stored state ends; nats-server 2.9 has no per-message TTL, so
 // the server's stream limits do part of it and the nodes the rest:
 //
-//   - The history stream's MaxAge is [Options.HistoryAge] (or IdleTTL
-//     when shorter): the server drops messages older than that, and a
+//   - The history stream's MaxAge is [Options.HistoryAge]: the server
+//     drops messages older than that, and a
 //     topic silent for that long loses its position with its last
 //     message. A client that resumes it then gets recovered=false and the
 //     snapshot, and the next publish starts a new epoch. The position thus

@@ -31,6 +31,16 @@ func TestConformance(t *testing.T) {
 		}
 	}, backplanetest.Features{
 		HistorySize: historySize,
+		Expiry: func(t *testing.T, l backplanetest.Lifetimes) func() fanout.Backplane {
+			c := newClient(t, nil)
+			prefix := uniquePrefix(t, c)
+			return func() fanout.Backplane {
+				return fanoutredis.New(c, &fanoutredis.Options{
+					Prefix: prefix, HistorySize: historySize,
+					IdleTTL: l.IdleTTL, FinalTTL: l.FinalTTL, HistoryAge: l.HistoryAge,
+				})
+			}
+		},
 		LoseHistory: func(t *testing.T, topic string) {
 			v, ok := clusters.Load(t)
 			if !ok {

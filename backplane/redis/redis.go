@@ -430,8 +430,8 @@ func (b *Backplane) Snapshot(ctx context.Context, topic string) (fanout.Snapshot
 		return fanout.Snapshot{}, err
 	}
 	k := b.keys(topic)
-	res, err := snapshotScript.Run(ctx, b.client, []string{k.pos(), k.snap()},
-		b.args.idleTTL).Slice()
+	res, err := snapshotScript.Run(ctx, b.client, []string{k.pos(), k.snap(), k.stream()},
+		b.args.idleTTL, b.args.historyAge).Slice()
 	if err != nil {
 		return fanout.Snapshot{}, b.opError("snapshot", err)
 	}

@@ -127,7 +127,9 @@ return {1, pos}
 
 // historyScript reads the messages after a position, together with the
 // topic's position. It trims the messages older than the history age, and
-// sets the topic's TTL back to IdleTTL unless the topic is final.
+// sets the topic's TTL back to IdleTTL (the stream's to the shorter of
+// IdleTTL and the history age, whose older messages it trims) unless the
+// topic is final.
 //
 // KEYS: pos, stream, snap
 // ARGV: epoch and Seq of the position to read after, history age in ms,
@@ -143,6 +145,7 @@ end
 if not h[3] then
 	redis.call('PEXPIRE', KEYS[1], ARGV[4])
 	redis.call('PEXPIRE', KEYS[3], ARGV[4])
+	redis.call('PEXPIRE', KEYS[2], math.min(tonumber(ARGV[3]), tonumber(ARGV[4])))
 end
 local after = tonumber(ARGV[2])
 if after ~= 0 and ARGV[1] ~= epoch then
@@ -169,11 +172,12 @@ return out
 `)
 
 // snapshotScript reads the snapshot together with the position it
-// corresponds to, and sets the topic's TTL back to IdleTTL unless the
-// topic is final.
+// corresponds to, and sets the topic's TTL back to IdleTTL (the stream's
+// to the shorter of IdleTTL and the history age) unless the topic is
+// final.
 //
-// KEYS: pos, snap
-// ARGV: IdleTTL in ms.
+// KEYS: pos, snap, stream
+// ARGV: IdleTTL in ms, history age in ms.
 // Returns {epoch, seq, record...}; epoch is "" when the topic has no
 // lineage.
 var snapshotScript = goredis.NewScript(`
@@ -185,6 +189,7 @@ end
 if not h[3] then
 	redis.call('PEXPIRE', KEYS[1], ARGV[1])
 	redis.call('PEXPIRE', KEYS[2], ARGV[1])
+	redis.call('PEXPIRE', KEYS[3], math.min(tonumber(ARGV[1]), tonumber(ARGV[2])))
 end
 local out = {epoch, seq}
 for _, rec in ipairs(redis.call('HVALS', KEYS[2])) do
