@@ -65,8 +65,12 @@
 // A transport adapts a wire protocol to sessions. It authenticates a
 // request with [Hub.Authenticate] (see [CredentialsFromRequest]), creates
 // a [Session] with [Hub.NewSession], turns client commands into
-// [Session.Subscribe], [Session.Unsubscribe] and [Session.Publish], writes
-// the [Frame] values that [Session.Next] returns in its own format, and
+// [Session.Subscribe], [Session.Unsubscribe] and [Session.Publish], and
+// hands its connection to the session with [Session.Attach]: a [Conn] says
+// how a batch of [Frame] values, a heartbeat and the close go out in its own
+// format, and the hub's writer decides when, within
+// [HubOptions.WriteTimeout]. The transport waits for [Session.Detached],
+// tells the session with [Session.Hangup] when its client went away, and
 // calls [Session.Close] with a [CloseCode] when the connection ends. A
 // message is encoded once per wire format, however many sessions receive
 // it ([NewEncoding], [Message.Encode]). The conformance suite

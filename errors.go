@@ -97,6 +97,18 @@ func ErrorMessage(err error) string {
 	return strings.Replace(err.Error(), s, strings.TrimPrefix(s, "fanout: "), 1)
 }
 
+// ErrorForCode returns the error whose wire code is code, the inverse of
+// [ErrorCode], for clients that turn an error reply back into a sentinel;
+// nil for "internal" and for codes this release does not know.
+func ErrorForCode(code string) error {
+	for _, r := range errorTable {
+		if r.code == code {
+			return r.err
+		}
+	}
+	return nil
+}
+
 // HTTPStatus returns the HTTP status that answers err: 400 (invalid_topic,
 // bad_request, too_many_subscriptions), 401 (unauthenticated), 403
 // (forbidden), 409 (already_subscribed, not_subscribed), 413 (too_large),

@@ -229,18 +229,25 @@ func WithHeader(h map[string]string) PublishOption {
 // [ErrClosed] once Close has started, or the backplane's error. Every
 // transport publishes through it, so these limits hold on every path.
 func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...PublishOption) (Position, error) {
+	m, idem, err := h.newMessage(topic, data, opts)
+	if err != nil {
+		return Position{}, err
+	}
+	return h.publish(ctx, m, idem)
+}
+
+// newMessage checks a publish against the hub's limits and makes its
+// message; it returns the idempotency key too.
+func (h *Hub) newMessage(topic string, data []byte, opts []PublishOption) (*Message, string, error) {
 	var c publishConfig
 	for _, o := range opts {
 		o(&c)
 	}
 	if err := ValidateTopic(topic); err != nil {
-		return Position{}, fmt.Errorf("publish: %w", err)
+		return nil, "", fmt.Errorf("publish: %w", err)
 	}
 	if len(data) > h.opts.MaxPayload {
-		return Position{}, fmt.Errorf("publish %q: %w: %d bytes, limit %d", topic, ErrTooLarge, len(data), h.opts.MaxPayload)
-	}
-	if h.isClosed() {
-		return Position{}, fmt.Errorf("publish %q: %w", topic, ErrClosed)
+		return nil, "", fmt.Errorf("publish %q: %w: %d bytes, limit %d", topic, ErrTooLarge, len(data), h.opts.MaxPayload)
 	}
 	if c.final {
 		h := make(map[string]string, len(c.header)+1)
@@ -251,20 +258,28 @@ func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...Pu
 	if len(c.idem) > MaxIdempotencyKeyLength {
 		// As the HTTP publish endpoint has always answered: a malformed
 		// request rather than too much data.
-		return Position{}, fmt.Errorf("publish %q: %w: idempotency key of %d bytes, limit %d", topic, ErrBadRequest, len(c.idem), MaxIdempotencyKeyLength)
+		return nil, "", fmt.Errorf("publish %q: %w: idempotency key of %d bytes, limit %d", topic, ErrBadRequest, len(c.idem), MaxIdempotencyKeyLength)
 	}
 	if err := h.checkMessage(c.key, c.header); err != nil {
-		return Position{}, fmt.Errorf("publish %q: %w", topic, err)
+		return nil, "", fmt.Errorf("publish %q: %w", topic, err)
 	}
 	m := &Message{Topic: topic, Key: c.key, Data: slices.Clone(data), Time: time.Now(), Header: c.header}
 	if m.Data == nil {
 		m.Data = []byte{}
 	}
-	pos, err := h.bp.Publish(ctx, m, c.idem)
-	if err != nil {
-		return Position{}, fmt.Errorf("publish %q: %w", topic, err)
+	return m, c.idem, nil
+}
+
+// publish hands a checked message to the backplane.
+func (h *Hub) publish(ctx context.Context, m *Message, idem string) (Position, error) {
+	if h.isClosed() {
+		return Position{}, fmt.Errorf("publish %q: %w", m.Topic, ErrClosed)
 	}
-	h.observe(Event{Type: EventPublish, Topic: topic, N: len(data)})
+	pos, err := h.bp.Publish(ctx, m, idem)
+	if err != nil {
+		return Position{}, fmt.Errorf("publish %q: %w", m.Topic, err)
+	}
+	h.observe(Event{Type: EventPublish, Topic: m.Topic, N: len(m.Data)})
 	return pos, nil
 }
 

@@ -331,13 +331,16 @@ func (s *Session) removeSub(sub *subscription) {
 // Publish publishes on behalf of the session's principal, if the authorizer
 // allows it, and queues a reply with the message's position.
 func (s *Session) Publish(ctx context.Context, id, topic string, data []byte, opts ...PublishOption) error {
-	if err := ValidateTopic(topic); err != nil {
+	// What the client sent is checked before it is authorized: a
+	// malformed publish is a bad request whoever sends it.
+	m, idem, err := s.hub.newMessage(topic, data, opts)
+	if err != nil {
 		return err
 	}
 	if err := s.hub.Authorize(ctx, s.principal, topic, ActionPublish); err != nil {
 		return err
 	}
-	pos, err := s.hub.Publish(ctx, topic, data, opts...)
+	pos, err := s.hub.publish(ctx, m, idem)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func AppendFrame(b []byte, f fanout.Frame) []byte {
 		r := f.Reply
 		var e *Error
 		if r.Err != nil {
-			e = &Error{Code: fanout.ErrorCode(r.Err), Message: r.Err.Error()}
+			e = &Error{Code: fanout.ErrorCode(r.Err), Message: fanout.ErrorMessage(r.Err)}
 		}
 		return appendReply(b, r.ID, r.Topic, e, r.Position, r.Recovered)
 	case fanout.FrameSnapshot:

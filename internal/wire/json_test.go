@@ -53,7 +53,7 @@ func TestAppendFrame(t *testing.T) {
 		{fanout.Frame{Type: fanout.FrameReply, Reply: &fanout.Reply{ID: "3", Topic: "a", Position: pos, Recovered: &notOK}},
 			`{"type":"reply","id":"3","ok":true,"topic":"a","position":{"epoch":"ab12","seq":7},"recovered":false}`},
 		{fanout.Frame{Type: fanout.FrameReply, Reply: &fanout.Reply{ID: "4", Err: fmt.Errorf("x: %w", fanout.ErrForbidden)}},
-			`{"type":"reply","id":"4","ok":false,"error":{"code":"forbidden","message":"x: fanout: forbidden"}}`},
+			`{"type":"reply","id":"4","ok":false,"error":{"code":"forbidden","message":"x: forbidden"}}`},
 		{fanout.Frame{Type: fanout.FrameReply, Reply: &fanout.Reply{}},
 			`{"type":"reply","id":"","ok":true}`},
 		{fanout.Frame{Type: fanout.FrameSnapshot, Snapshot: &fanout.SnapshotFrame{Topic: "stock:42", Position: *pos,

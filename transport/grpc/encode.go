@@ -146,7 +146,7 @@ func appendMarshal(b []byte, fr *fanoutv1.Frame) ([]byte, error) {
 func reply(r *fanout.Reply) *fanoutv1.Reply {
 	pr := &fanoutv1.Reply{Id: validUTF8(r.ID), Topic: validUTF8(r.Topic), Recovered: r.Recovered}
 	if r.Err != nil {
-		pr.Error = &fanoutv1.Error{Code: fanout.ErrorCode(r.Err), Message: validUTF8(r.Err.Error())}
+		pr.Error = &fanoutv1.Error{Code: fanout.ErrorCode(r.Err), Message: validUTF8(fanout.ErrorMessage(r.Err))}
 	}
 	if r.Position != nil {
 		pr.Position = position(*r.Position)

@@ -1,7 +1,7 @@
 package fanoutgrpc_test
 
 import (
-	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +52,7 @@ func FuzzAppendFrame(f *testing.F) {
 			{Type: fanout.FrameMessage, Message: msg(seq)},
 			{Type: fanout.FrameSnapshot, Snapshot: &fanout.SnapshotFrame{Topic: topic, Position: pos, Items: []*fanout.Message{msg(seq), msg(seq + 1)}}},
 			{Type: fanout.FrameSnapshot, Snapshot: &fanout.SnapshotFrame{Topic: topic}},
-			{Type: fanout.FrameReply, Reply: &fanout.Reply{ID: id, Topic: topic, Err: errors.New(reason), Position: &pos, Recovered: &recovered}},
+			{Type: fanout.FrameReply, Reply: &fanout.Reply{ID: id, Topic: topic, Err: fmt.Errorf("%w: %s", fanout.ErrBadRequest, reason), Position: &pos, Recovered: &recovered}},
 			{Type: fanout.FrameReply, Reply: &fanout.Reply{ID: id}},
 			{Type: fanout.FrameClose, Close: &fanout.CloseFrame{Code: fanout.CloseShutdown, Reason: reason, Reconnect: true}},
 		}
@@ -62,7 +62,7 @@ func FuzzAppendFrame(f *testing.F) {
 			{Frame: &fanoutv1.Frame_Snapshot{Snapshot: &fanoutv1.Snapshot{Topic: topic, Position: wantPos, Items: []*fanoutv1.Message{want(seq), want(seq + 1)}}}},
 			{Frame: &fanoutv1.Frame_Snapshot{Snapshot: &fanoutv1.Snapshot{Topic: topic, Position: &fanoutv1.Position{}}}},
 			{Frame: &fanoutv1.Frame_Reply{Reply: &fanoutv1.Reply{Id: valid(id), Topic: topic, Position: wantPos, Recovered: &recovered,
-				Error: &fanoutv1.Error{Code: "internal", Message: valid(reason)}}}},
+				Error: &fanoutv1.Error{Code: "bad_request", Message: "bad request: " + valid(reason)}}}},
 			{Frame: &fanoutv1.Frame_Reply{Reply: &fanoutv1.Reply{Id: valid(id)}}},
 			{Frame: &fanoutv1.Frame_Close{Close: &fanoutv1.Close{Code: 4000, Reason: valid(reason), Reconnect: true}}},
 		}

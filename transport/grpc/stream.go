@@ -149,10 +149,7 @@ func command(ctx context.Context, sess *fanout.Session, c *fanoutv1.Command) {
 	case *fanoutv1.Command_Publish:
 		p := cmd.Publish
 		topic = p.GetTopic()
-		var opts []fanout.PublishOption
-		if opts, err = publishOptions(p.GetKey(), p.GetIdempotencyKey(), p.GetHeaders()); err == nil {
-			err = sess.Publish(ctx, id, topic, p.GetData(), opts...)
-		}
+		err = sess.Publish(ctx, id, topic, p.GetData(), publishOptions(p.GetKey(), p.GetIdempotencyKey(), p.GetHeaders())...)
 	case *fanoutv1.Command_Ping:
 		sess.Reply(fanout.Reply{ID: id})
 	default:
