@@ -23,6 +23,7 @@ import (
 
 	"github.com/gofanout/fanout"
 	saga "github.com/gofanout/fanout/examples/saga"
+	"github.com/gofanout/fanout/internal/wire"
 	"github.com/gofanout/fanout/transport/grpc/fanoutv1"
 )
 
@@ -301,13 +302,6 @@ func followSSE(ctx context.Context, c *http.Client, base, tx, lastEventID string
 		return followed{}, fmt.Errorf("GET /events: %s: %s", resp.Status, b)
 	}
 	var f followed
-	type msg struct {
-		Epoch  string            `json:"epoch"`
-		Seq    uint64            `json:"seq"`
-		Key    string            `json:"key"`
-		Header map[string]string `json:"header"`
-		Data   json.RawMessage   `json:"data"`
-	}
 	closed := false
 	err = readEvents(resp.Body, func(ev sseEvent) (bool, error) {
 		if ev.id != "" {
@@ -319,29 +313,22 @@ func followSSE(ctx context.Context, c *http.Client, base, tx, lastEventID string
 		if f.final() && ev.typ != "close" {
 			return false, fmt.Errorf("%w: got a %s event after it", errNotEnded, ev.typ)
 		}
-		switch ev.typ {
+		fr, err := wire.ParseFrame([]byte(ev.data))
+		if err != nil {
+			return false, err
+		}
+		if fr.Type != ev.typ {
+			return false, fmt.Errorf("a %s event carries a %s frame", ev.typ, fr.Type)
+		}
+		switch fr.Type {
 		case "reply":
-			var r struct {
-				OK    bool
-				Error any
-			}
-			if err := json.Unmarshal([]byte(ev.data), &r); err != nil || !r.OK {
+			if !fr.OK {
 				return false, fmt.Errorf("subscribe reply %s", ev.data)
 			}
 		case "snapshot":
-			var s struct {
-				Position struct {
-					Epoch string
-					Seq   uint64
-				}
-				Items []msg
-			}
-			if err := json.Unmarshal([]byte(ev.data), &s); err != nil {
-				return false, err
-			}
-			f.pos, f.epoch = s.Position.Seq, s.Position.Epoch
-			for _, m := range s.Items {
-				x, err := decodeSeen(m.Seq, m.Key, m.Data, m.Header)
+			f.pos, f.epoch = fr.Position.Seq, fr.Position.Epoch
+			for _, m := range fr.Items {
+				x, err := decodeSeen(m.Position.Seq, m.Key, m.Data, m.Header)
 				if err != nil {
 					return false, err
 				}
@@ -351,26 +338,15 @@ func followSSE(ctx context.Context, c *http.Client, base, tx, lastEventID string
 				onSnapshot()
 			}
 		case "msg":
-			var m msg
-			if err := json.Unmarshal([]byte(ev.data), &m); err != nil {
-				return false, err
-			}
-			x, err := decodeSeen(m.Seq, m.Key, m.Data, m.Header)
+			m := fr.Message
+			x, err := decodeSeen(m.Position.Seq, m.Key, m.Data, m.Header)
 			if err != nil {
 				return false, err
 			}
-			f.live, f.epoch = append(f.live, x), m.Epoch
+			f.live, f.epoch = append(f.live, x), m.Position.Epoch
 			return x.u.Final || maxLive == 0 || len(f.live) < maxLive, nil
 		case "close":
-			var c struct {
-				Code      int
-				Reason    string
-				Reconnect bool
-			}
-			if err := json.Unmarshal([]byte(ev.data), &c); err != nil {
-				return false, err
-			}
-			if !f.final() || c.Code != int(fanout.CloseNormal) || c.Reason != "topic ended" || c.Reconnect {
+			if !f.final() || fr.Code != fanout.CloseNormal || fr.Reason != "topic ended" || fr.Reconnect {
 				return false, fmt.Errorf("closed by the server: %s", ev.data)
 			}
 			closed = true
