@@ -32,15 +32,19 @@ const closeFlushTimeout = time.Second
 // library closes the connection itself (a close frame after a protocol
 // error or a message too large) while the writer has it corked, the close
 // frame sits among the collected bytes. After drop, it closes at once.
+//
+// A write blocked on the network holds the lock, and only closing the
+// connection ends it: Close then closes at once.
 func (c *corkConn) Close() error {
-	c.mu.Lock()
-	if b := c.buf; b != nil && len(*b) > 0 && !c.dropped {
-		if c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout)) == nil {
-			c.Conn.Write(*b)
+	if c.mu.TryLock() {
+		if b := c.buf; b != nil && len(*b) > 0 && !c.dropped {
+			if c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout)) == nil {
+				c.Conn.Write(*b)
+			}
+			*b = (*b)[:0]
 		}
-		*b = (*b)[:0]
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	return c.Conn.Close()
 }
 
