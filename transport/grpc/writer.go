@@ -16,31 +16,37 @@ import (
 
 // stream is a call's connection as the session's writer sees it (a
 // [fanout.Conn]): it sends the session's frames as Frames messages. The
-// hub's writer goroutine sends; the call's handler goroutine only waits for
-// the stream to end, and returns its status then.
+// hub's writer goroutine sends; the call's goroutine only waits for the
+// stream to end, and returns its status then.
 //
-// A gRPC send has no deadline: one blocked on a client that reads nothing
-// returns only when the call ends, which is when its handler returns. So a
-// watchdog ends the call when a send outlives its deadline, and the send
-// returns then.
+// A send must give up by its deadline. On net/http ([Server.Handler]) the
+// response's write deadline bounds it, and the call returns only once the
+// writer is done with the stream, as a handler must not leave a write
+// behind. A grpc.Server send has no deadline: one blocked on a client that
+// reads nothing returns only when the call ends, which is when its handler
+// returns. So there a watchdog ends the call when a send outlives its
+// deadline, and the send returns then.
 type stream struct {
 	sess *fanout.Session
 	send func(*fanoutv1.Frames) error
 	max  int
+	hc   *httpCall // nil on grpc.Server
 
-	mu      sync.Mutex // guards the fields below
-	ended   bool       // the handler returns: no send may start
+	mu      sync.Mutex // guards the fields below, and hc's write deadline
+	ended   bool       // the call returns: no send may start
 	sending bool       // a send is in progress
 	status  error      // the call's status, once ended
 
 	end   chan struct{} // closed when ended is set
-	watch *time.Timer   // ends the call when a send outlives its deadline
+	watch *time.Timer   // grpc.Server: ends the call when a send outlives its deadline
 }
 
-func (s *Server) newStream(sess *fanout.Session, send func(*fanoutv1.Frames) error) *stream {
-	st := &stream{sess: sess, send: send, max: s.opts.MaxBatchBytes, end: make(chan struct{})}
-	st.watch = time.AfterFunc(time.Hour, st.timedOut)
-	st.watch.Stop()
+func (s *Server) newStream(sess *fanout.Session, send func(*fanoutv1.Frames) error, hc *httpCall) *stream {
+	st := &stream{sess: sess, send: send, max: s.opts.MaxBatchBytes, hc: hc, end: make(chan struct{})}
+	if hc == nil {
+		st.watch = time.AfterFunc(time.Hour, st.timedOut)
+		st.watch.Stop()
+	}
 	return st
 }
 
@@ -50,13 +56,20 @@ func (s *Server) attach(st *stream, endAfterFinal []string) {
 }
 
 // wait returns the call's status once the stream ended, or once the client
-// went away.
+// went away. On net/http it returns only once the writer is done with the
+// stream.
 func (st *stream) wait(ctx context.Context) error {
 	select {
 	case <-st.end:
 	case <-ctx.Done():
 		st.finish(errStatus(ctx.Err()))
 		st.sess.Hangup()
+	}
+	if st.hc != nil {
+		// A closing session's writer writes the close frame, which fails
+		// at once on an ended stream, and detaches.
+		st.sess.Close(fanout.CloseGoingAway, "")
+		<-st.sess.Detached()
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -71,7 +84,9 @@ func (st *stream) finish(status error) {
 		return
 	}
 	st.ended, st.status = true, status
-	st.watch.Stop()
+	if st.watch != nil {
+		st.watch.Stop()
+	}
 	close(st.end)
 }
 
@@ -81,8 +96,8 @@ const writeTimedOut = "write timed out"
 // errWriteTimedOut is what a send that outlived its deadline returns.
 var errWriteTimedOut = fmt.Errorf("send: %w", os.ErrDeadlineExceeded)
 
-// timedOut runs when a send outlived its deadline: the call ends, which
-// makes the send return.
+// timedOut runs when a send on grpc.Server outlived its deadline: the call
+// ends, which makes the send return.
 func (st *stream) timedOut() {
 	st.mu.Lock()
 	sending := st.sending
@@ -96,21 +111,33 @@ func (st *stream) timedOut() {
 }
 
 // sendFrames sends b, a sequence of encoded frames, as one Frames message,
-// by deadline.
-func (st *stream) sendFrames(b []byte, deadline time.Time) error {
+// by deadline. Unless last, the write deadline of net/http is lifted
+// afterwards: on HTTP/2 it would reset an idle stream. After the last
+// send it stays, and bounds what net/http writes after the call's end.
+func (st *stream) sendFrames(b []byte, deadline time.Time, last bool) error {
 	st.mu.Lock()
 	if st.ended {
 		st.mu.Unlock()
 		return errors.New("send: stream ended")
 	}
 	st.sending = true
-	st.watch.Reset(time.Until(deadline))
+	if st.hc != nil {
+		st.hc.rc.SetWriteDeadline(deadline)
+	} else {
+		st.watch.Reset(time.Until(deadline))
+	}
 	st.mu.Unlock()
 	err := st.send(newFrames(b))
 	st.mu.Lock()
 	st.sending = false
-	st.watch.Stop()
-	timedOut := st.ended && err != nil && time.Now().After(deadline)
+	if st.hc != nil {
+		if !last && !st.ended {
+			st.hc.rc.SetWriteDeadline(time.Time{})
+		}
+	} else {
+		st.watch.Stop()
+	}
+	timedOut := err != nil && time.Now().After(deadline) && (st.ended || st.hc != nil)
 	st.mu.Unlock()
 	if timedOut {
 		return errWriteTimedOut
@@ -121,12 +148,17 @@ func (st *stream) sendFrames(b []byte, deadline time.Time) error {
 // WriteFrames implements [fanout.Conn]: frames go out in as few Frames
 // messages as MaxBatchBytes allows.
 func (st *stream) WriteFrames(frames []fanout.Frame, deadline time.Time) error {
+	return st.writeFrames(frames, deadline, false)
+}
+
+// writeFrames writes frames; last says whether they end the call.
+func (st *stream) writeFrames(frames []fanout.Frame, deadline time.Time, last bool) error {
 	var b []byte
 	for i, f := range frames {
 		if len(b) > 0 && len(b)+frameSize(f) > st.max {
 			// f would take the message past MaxBatchBytes: it starts the
 			// next one.
-			if err := st.sendFrames(b, deadline); err != nil {
+			if err := st.sendFrames(b, deadline, false); err != nil {
 				return err
 			}
 			b = nil
@@ -142,7 +174,7 @@ func (st *stream) WriteFrames(frames []fanout.Frame, deadline time.Time) error {
 		}
 	}
 	if len(b) > 0 {
-		return st.sendFrames(b, deadline)
+		return st.sendFrames(b, deadline, last)
 	}
 	return nil
 }
@@ -150,21 +182,27 @@ func (st *stream) WriteFrames(frames []fanout.Frame, deadline time.Time) error {
 // WriteHeartbeat implements [fanout.Conn] with an empty Frames message,
 // which clients skip.
 func (st *stream) WriteHeartbeat(deadline time.Time) error {
-	return st.sendFrames(nil, deadline)
+	return st.sendFrames(nil, deadline, false)
 }
 
 // WriteClose implements [fanout.Conn]: the close frame, then the call ends
 // with the status that matches it.
 func (st *stream) WriteClose(frames []fanout.Frame, cf *fanout.CloseFrame, deadline time.Time) error {
-	err := st.WriteFrames(append(frames, fanout.Frame{Type: fanout.FrameClose, Close: cf}), deadline)
+	err := st.writeFrames(append(frames, fanout.Frame{Type: fanout.FrameClose, Close: cf}), deadline, true)
 	st.finish(closeStatus(cf))
 	return err
 }
 
 // Abort implements [fanout.Conn]: the call ends at once. A send in
-// progress returns when gRPC cancels the call, as the handler returns.
+// progress returns when grpc.Server cancels the call, as the handler
+// returns, or, on net/http, at once: its write deadline moves to now.
 func (st *stream) Abort() {
 	st.finish(withInfo(codes.Unavailable, "fanout: connection dropped; reconnect and resume", "SESSION_CLOSED", nil))
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.hc != nil && st.sending {
+		st.hc.rc.SetWriteDeadline(time.Now())
+	}
 }
 
 // estimate is the size of the Frames message that frames start.
