@@ -50,7 +50,14 @@ func TestHandlerConformance(t *testing.T) {
 // speaks HTTP/1.1 and h2c.
 func handlerServer(t testing.TB, hub *fanout.Hub, opts *fanoutgrpc.Options) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(fanoutgrpc.New(hub, opts).Handler())
+	return handlerServerFor(t, fanoutgrpc.New(hub, opts).Handler())
+}
+
+// handlerServerFor serves h on a loopback HTTP server that speaks HTTP/1.1
+// and h2c.
+func handlerServerFor(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
 	srv.Config.Protocols = new(http.Protocols)
 	srv.Config.Protocols.SetHTTP1(true)
 	srv.Config.Protocols.SetUnencryptedHTTP2(true)

@@ -61,14 +61,19 @@ func (s *Server) attach(st *stream, endAfterFinal []string) {
 func (st *stream) wait(ctx context.Context) error {
 	select {
 	case <-st.end:
+		if st.hc != nil {
+			// The session is closing already, but for certain: its writer
+			// then writes the close frame, which fails at once on an ended
+			// stream, and detaches.
+			st.sess.Close(fanout.CloseGoingAway, "")
+		}
 	case <-ctx.Done():
+		// On HTTP/2 a send that outlived its write deadline ends the
+		// call's context too: the writer, not this, says why it ended.
 		st.finish(errStatus(ctx.Err()))
 		st.sess.Hangup()
 	}
 	if st.hc != nil {
-		// A closing session's writer writes the close frame, which fails
-		// at once on an ended stream, and detaches.
-		st.sess.Close(fanout.CloseGoingAway, "")
 		<-st.sess.Detached()
 	}
 	st.mu.Lock()
