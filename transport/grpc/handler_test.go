@@ -276,4 +276,3 @@ func TestHandlerShutdownWithStalledCall(t *testing.T) {
 		})
 	}
 }
-

@@ -19,34 +19,38 @@ import (
 // hub's writer goroutine sends; the call's goroutine only waits for the
 // stream to end, and returns its status then.
 //
-// A send must give up by its deadline. On net/http ([Server.Handler]) the
-// response's write deadline bounds it, and the call returns only once the
-// writer is done with the stream, as a handler must not leave a write
-// behind. A grpc.Server send has no deadline: one blocked on a client that
-// reads nothing returns only when the call ends, which is when its handler
-// returns. So there a watchdog ends the call when a send outlives its
-// deadline, and the send returns then.
+// A send must give up by its deadline, which neither server's streams
+// offer for one message: a send blocked on a client that reads nothing
+// returns only when the call ends, or, on net/http, when the response's
+// write deadline passes. So a watchdog marks the stream expired when a send
+// outlives its deadline, closes the session as a slow consumer and makes
+// the send return: on grpc.Server by ending the call (its handler returns,
+// and gRPC cancels the send), on net/http ([Server.Handler]) by moving the
+// write deadline to now. No write deadline is left on a net/http stream
+// between sends, where it would reset an idle HTTP/2 stream, except after
+// the last one: there it bounds what net/http writes after the call (the
+// status). On net/http the call returns only once the writer is done
+// with the stream, as a handler must not leave a write behind.
 type stream struct {
 	sess *fanout.Session
 	send func(*fanoutv1.Frames) error
 	max  int
 	hc   *httpCall // nil on grpc.Server
 
-	mu      sync.Mutex // guards the fields below, and hc's write deadline
+	mu      sync.Mutex // guards the fields below
 	ended   bool       // the call returns: no send may start
 	sending bool       // a send is in progress
+	expired bool       // a send outlived its deadline
 	status  error      // the call's status, once ended
 
 	end   chan struct{} // closed when ended is set
-	watch *time.Timer   // grpc.Server: ends the call when a send outlives its deadline
+	watch *time.Timer   // marks the stream expired when a send outlives its deadline
 }
 
 func (s *Server) newStream(sess *fanout.Session, send func(*fanoutv1.Frames) error, hc *httpCall) *stream {
 	st := &stream{sess: sess, send: send, max: s.opts.MaxBatchBytes, hc: hc, end: make(chan struct{})}
-	if hc == nil {
-		st.watch = time.AfterFunc(time.Hour, st.timedOut)
-		st.watch.Stop()
-	}
+	st.watch = time.AfterFunc(time.Hour, st.timedOut)
+	st.watch.Stop()
 	return st
 }
 
@@ -68,8 +72,8 @@ func (st *stream) wait(ctx context.Context) error {
 			st.sess.Close(fanout.CloseGoingAway, "")
 		}
 	case <-ctx.Done():
-		// On HTTP/2 a send that outlived its write deadline ends the
-		// call's context too: the writer, not this, says why it ended.
+		// A send that the watchdog interrupted on HTTP/2 ends the call's
+		// context too: the writer, not this, says why it ended.
 		st.finish(errStatus(ctx.Err()))
 		st.sess.Hangup()
 	}
@@ -89,9 +93,7 @@ func (st *stream) finish(status error) {
 		return
 	}
 	st.ended, st.status = true, status
-	if st.watch != nil {
-		st.watch.Stop()
-	}
+	st.watch.Stop()
 	close(st.end)
 }
 
@@ -101,24 +103,30 @@ const writeTimedOut = "write timed out"
 // errWriteTimedOut is what a send that outlived its deadline returns.
 var errWriteTimedOut = fmt.Errorf("send: %w", os.ErrDeadlineExceeded)
 
-// timedOut runs when a send on grpc.Server outlived its deadline: the call
-// ends, which makes the send return.
+// timedOut runs when a send outlived its deadline: the stream expires,
+// the session closes as a slow consumer, and the call ends, which makes the
+// send return.
 func (st *stream) timedOut() {
 	st.mu.Lock()
 	sending := st.sending
+	st.expired = st.expired || sending
 	st.mu.Unlock()
-	if sending {
-		// Said here, first: the handler releases the session as it
-		// returns, before the send returns and the writer could say it.
-		st.sess.Close(fanout.CloseSlowConsumer, writeTimedOut)
-		st.finish(closeStatus(&fanout.CloseFrame{Code: fanout.CloseSlowConsumer, Reason: writeTimedOut, Reconnect: true}))
+	if !sending {
+		return
+	}
+	// Said here, first: grpc.Server's handler releases the session as it
+	// returns, before the send returns and the writer could say it.
+	st.sess.Close(fanout.CloseSlowConsumer, writeTimedOut)
+	st.finish(closeStatus(&fanout.CloseFrame{Code: fanout.CloseSlowConsumer, Reason: writeTimedOut, Reconnect: true}))
+	if st.hc != nil {
+		// No send starts once the call ended: this interrupts the one
+		// that outlived its deadline.
+		st.hc.rc.SetWriteDeadline(time.Now())
 	}
 }
 
 // sendFrames sends b, a sequence of encoded frames, as one Frames message,
-// by deadline. Unless last, the write deadline of net/http is lifted
-// afterwards: on HTTP/2 it would reset an idle stream. After the last
-// send it stays, and bounds what net/http writes after the call's end.
+// by deadline; last says whether it is the call's last.
 func (st *stream) sendFrames(b []byte, deadline time.Time, last bool) error {
 	st.mu.Lock()
 	if st.ended {
@@ -126,25 +134,18 @@ func (st *stream) sendFrames(b []byte, deadline time.Time, last bool) error {
 		return errors.New("send: stream ended")
 	}
 	st.sending = true
-	if st.hc != nil {
-		st.hc.rc.SetWriteDeadline(deadline)
-	} else {
-		st.watch.Reset(time.Until(deadline))
-	}
+	st.watch.Reset(time.Until(deadline))
 	st.mu.Unlock()
+	if last && st.hc != nil {
+		st.hc.rc.SetWriteDeadline(deadline)
+	}
 	err := st.send(newFrames(b))
 	st.mu.Lock()
 	st.sending = false
-	if st.hc != nil {
-		if !last && !st.ended {
-			st.hc.rc.SetWriteDeadline(time.Time{})
-		}
-	} else {
-		st.watch.Stop()
-	}
-	timedOut := err != nil && time.Now().After(deadline) && (st.ended || st.hc != nil)
+	st.watch.Stop()
+	expired := st.expired
 	st.mu.Unlock()
-	if timedOut {
+	if err != nil && expired {
 		return errWriteTimedOut
 	}
 	return err
@@ -204,8 +205,9 @@ func (st *stream) WriteClose(frames []fanout.Frame, cf *fanout.CloseFrame, deadl
 func (st *stream) Abort() {
 	st.finish(withInfo(codes.Unavailable, "fanout: connection dropped; reconnect and resume", "SESSION_CLOSED", nil))
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.hc != nil && st.sending {
+	sending := st.sending
+	st.mu.Unlock()
+	if st.hc != nil && sending {
 		st.hc.rc.SetWriteDeadline(time.Now())
 	}
 }
