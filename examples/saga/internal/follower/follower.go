@@ -42,7 +42,9 @@ type Stream interface {
 // GRPC subscribes through grpc-go's client.
 func GRPC(c fanoutv1.SubscribeServiceClient) Subscriber { return grpcSubscriber{c} }
 
-type grpcSubscriber struct{ c fanoutv1.SubscribeServiceClient }
+type grpcSubscriber struct {
+	c fanoutv1.SubscribeServiceClient
+}
 
 func (g grpcSubscriber) Subscribe(ctx context.Context, req *fanoutv1.SubscribeRequest, token string) (Stream, error) {
 	if token != "" {
@@ -60,7 +62,9 @@ func (g grpcSubscriber) Subscribe(ctx context.Context, req *fanoutv1.SubscribeRe
 // or none for the Connect protocol.
 func Connect(c fanoutv1connect.SubscribeServiceClient) Subscriber { return connectSubscriber{c} }
 
-type connectSubscriber struct{ c fanoutv1connect.SubscribeServiceClient }
+type connectSubscriber struct {
+	c fanoutv1connect.SubscribeServiceClient
+}
 
 func (cs connectSubscriber) Subscribe(ctx context.Context, req *fanoutv1.SubscribeRequest, token string) (Stream, error) {
 	r := connect.NewRequest(req)
