@@ -222,8 +222,8 @@ test('gRPC-Web: a server restart mid-saga is resumed without loss or repeat', as
   // Two replicas on one Redis: the saga runs on B; the page follows it
   // through A, which restarts in the middle.
   const args = ['-redis', redisAddr];
-  const a = await saga(t, 'saga-grpcweb-restart-a1', { latency: '400ms', args });
-  const b = await saga(t, 'saga-grpcweb-restart-b', { latency: '400ms', args });
+  const a = await saga(t, 'saga-grpcweb-restart-a1', { latency: '3s', args });
+  const b = await saga(t, 'saga-grpcweb-restart-b', { latency: '3s', args });
   const res = await postJSON(`${b.url}/bookings`, { fail: 'hotel' });
   assert.equal(res.status, 202, JSON.stringify(res.body));
   const { tx } = res.body;
@@ -235,10 +235,14 @@ test('gRPC-Web: a server restart mid-saga is resumed without loss or repeat', as
 
   const { code } = await a.stop('SIGTERM'); // drains: the page is told to reconnect
   assert.equal(code, 0, `A exited with ${code}:\n${a.log}`);
-  await page.waitForSelector(`.booking[data-tx="${tx}"][data-stream="reconnecting"]`, WAIT);
+  try {
+    await page.waitForSelector(`.booking[data-tx="${tx}"][data-stream="reconnecting"]`, WAIT);
+  } catch (err) {
+    assert.fail(`${err.message}\n${JSON.stringify(await sagaCard(page, tx), null, 1)}\n${page.problems.join('\n')}`);
+  }
   await followToEnd(t, b.url, tx); // the saga ends on B while A is down
   await screenshot(page, 'saga-grpcweb-restart-down');
-  await saga(t, 'saga-grpcweb-restart-a2', { port: a.port, latency: '400ms', args });
+  await saga(t, 'saga-grpcweb-restart-a2', { port: a.port, latency: '3s', args });
 
   const c = await waitForEnd(page, tx);
   assert.equal(c.state, 'compensated');

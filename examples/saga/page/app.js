@@ -185,6 +185,8 @@ class BookingView {
   // refused: the server refused the stream (gRPC-Web); error() said why.
   refused() {
     this.el.dataset.stream = 'refused';
+    this.el.dataset.state = 'refused';
+    this.outcomeEl.textContent = 'refused';
   }
 }
 
