@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -137,6 +138,24 @@ func TestFollowerTokens(t *testing.T) {
 	}
 	if b.Token == "" || other.Token == "" || b.Token == other.Token {
 		t.Fatalf("got tokens %q and %q, want one per booking", b.Token, other.Token)
+	}
+	// SSE takes the token as ?token=.
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{b.Token, http.StatusOK}, {"", http.StatusUnauthorized}, {other.Token, http.StatusForbidden}} {
+		req, err := http.NewRequestWithContext(bounded(t), http.MethodGet, ts.url+"/events?snapshot=1&topic="+b.Topic+"&token="+url.QueryEscape(tc.token), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := ts.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("SSE, token %q: got %s, want %d", tc.token, resp.Status, tc.want)
+		}
 	}
 	web := follower.Connect(fanoutv1connect.NewSubscribeServiceClient(httpClient(t, false, nil), ts.url, connect.WithGRPCWeb()))
 	for _, c := range []struct {
