@@ -188,6 +188,29 @@ test('gRPC-Web: the page follows a completed and a compensated booking to their 
   assertNoPageErrors(page);
 });
 
+test('gRPC-Web: a page opened after the end gets the final state, and the server ends the stream', async (t) => {
+  const srv = await saga(t, 'saga-grpcweb-late', { latency: '0s' });
+  const res = await postJSON(`${srv.url}/bookings`, { fail: 'flight' });
+  assert.equal(res.status, 202, JSON.stringify(res.body));
+  const { tx } = res.body;
+  await followToEnd(t, srv.url, tx);
+
+  const page = await newPage(browser, t);
+  const calls = watchSubscribes(page);
+  await page.goto(`${srv.url}/?tx=${tx}&transport=grpc-web`);
+  const c = await waitForEnd(page, tx);
+  assert.equal(c.state, 'compensated');
+  assert.deepEqual(c.steps, sagaFinalSteps('flight'));
+  assert.deepEqual(c.stepOrder, sagaSteps);
+  const { live } = checkSagaLog(assert, c, 'flight');
+  assert.equal(live, 0, 'everything came in the snapshot');
+  assert.equal(c.closedBy, 'server');
+  assert.equal(calls.length, 1);
+  assert.equal(await ended(calls[0]), 'finished', 'the server ended the stream right after the snapshot');
+  await screenshot(page, 'saga-grpcweb-late');
+  assertNoPageErrors(page);
+});
+
 test('gRPC-Web: a network cut mid-saga is resumed without loss or repeat', async (t) => {
   const srv = await saga(t, 'saga-grpcweb-cut', { latency: '400ms' });
   const proxy = await startProxy(srv.port);
