@@ -40,6 +40,7 @@ type stream struct {
 	mu      sync.Mutex // guards the fields below
 	ended   bool       // the call returns: no send may start
 	sending bool       // a send is in progress
+	due     time.Time  // the deadline of the send in progress
 	expired bool       // a send outlived its deadline
 	status  error      // the call's status, once ended
 
@@ -108,10 +109,12 @@ var errWriteTimedOut = fmt.Errorf("send: %w", os.ErrDeadlineExceeded)
 // send return.
 func (st *stream) timedOut() {
 	st.mu.Lock()
-	sending := st.sending
-	st.expired = st.expired || sending
+	// A timer that fired as the previous send returned may run late, during
+	// the next send: that one is not due yet.
+	late := st.sending && !time.Now().Before(st.due)
+	st.expired = st.expired || late
 	st.mu.Unlock()
-	if !sending {
+	if !late {
 		return
 	}
 	// Said here, first: grpc.Server's handler releases the session as it
@@ -133,7 +136,7 @@ func (st *stream) sendFrames(b []byte, deadline time.Time, last bool) error {
 		st.mu.Unlock()
 		return errors.New("send: stream ended")
 	}
-	st.sending = true
+	st.sending, st.due = true, deadline
 	st.watch.Reset(time.Until(deadline))
 	st.mu.Unlock()
 	if last && st.hc != nil {
