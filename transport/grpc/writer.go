@@ -37,7 +37,7 @@ type stream struct {
 	max  int
 	hc   *httpCall // nil on grpc.Server
 
-	mu      sync.Mutex // guards the fields below
+	mu      sync.Mutex // guards the fields below; held while a send is interrupted
 	ended   bool       // the call returns: no send may start
 	sending bool       // a send is in progress
 	due     time.Time  // the deadline of the send in progress
@@ -105,27 +105,29 @@ const writeTimedOut = "write timed out"
 var errWriteTimedOut = fmt.Errorf("send: %w", os.ErrDeadlineExceeded)
 
 // timedOut runs when a send outlived its deadline: the stream expires,
-// the session closes as a slow consumer, and the call ends, which makes the
-// send return.
+// the send is interrupted (net/http) or the call ends, which makes the
+// send return (grpc.Server), and the session closes as a slow consumer.
 func (st *stream) timedOut() {
 	st.mu.Lock()
 	// A timer that fired as the previous send returned may run late, during
 	// the next send: that one is not due yet.
-	late := st.sending && !time.Now().Before(st.due)
-	st.expired = st.expired || late
-	st.mu.Unlock()
-	if !late {
+	if !st.sending || time.Now().Before(st.due) {
+		st.mu.Unlock()
 		return
 	}
-	// Said here, first: grpc.Server's handler releases the session as it
-	// returns, before the send returns and the writer could say it.
-	st.sess.Close(fanout.CloseSlowConsumer, writeTimedOut)
-	st.finish(closeStatus(&fanout.CloseFrame{Code: fanout.CloseSlowConsumer, Reason: writeTimedOut, Reconnect: true}))
+	st.expired = true
 	if st.hc != nil {
-		// No send starts once the call ended: this interrupts the one
-		// that outlived its deadline.
+		// Interrupted under the lock: while the send is in progress, the
+		// writer cannot detach, so the handler has not returned and the
+		// response is still the handler's to use.
 		st.hc.rc.SetWriteDeadline(time.Now())
 	}
+	st.mu.Unlock()
+	// On grpc.Server, said before the call ends: the handler releases the
+	// session as it returns, before the send returns and the writer could
+	// say it.
+	st.sess.Close(fanout.CloseSlowConsumer, writeTimedOut)
+	st.finish(closeStatus(&fanout.CloseFrame{Code: fanout.CloseSlowConsumer, Reason: writeTimedOut, Reconnect: true}))
 }
 
 // sendFrames sends b, a sequence of encoded frames, as one Frames message,
@@ -208,10 +210,9 @@ func (st *stream) WriteClose(frames []fanout.Frame, cf *fanout.CloseFrame, deadl
 func (st *stream) Abort() {
 	st.finish(withInfo(codes.Unavailable, "fanout: connection dropped; reconnect and resume", "SESSION_CLOSED", nil))
 	st.mu.Lock()
-	sending := st.sending
-	st.mu.Unlock()
-	if st.hc != nil && sending {
-		st.hc.rc.SetWriteDeadline(time.Now())
+	defer st.mu.Unlock()
+	if st.hc != nil && st.sending {
+		st.hc.rc.SetWriteDeadline(time.Now()) // as in timedOut
 	}
 }
 
