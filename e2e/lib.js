@@ -213,3 +213,95 @@ export function tmpDir(t) {
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
+
+// ---- The saga example (examples/saga) ----
+
+/** sagaSteps are the saga example's steps, in order. */
+export const sagaSteps = ['flight', 'hotel', 'car'];
+
+/**
+ * sagaTranscript is every update a saga that fails at step fail (or '')
+ * publishes, in order, as "step status".
+ */
+export function sagaTranscript(fail) {
+  const t = ['flight pending', 'hotel pending', 'car pending', 'saga running'];
+  const done = [];
+  for (const [i, s] of sagaSteps.entries()) {
+    t.push(`${s} booking`);
+    if (s === fail) {
+      t.push(`${s} failed`);
+      for (const later of sagaSteps.slice(i + 1)) t.push(`${later} skipped`);
+      for (const d of done.reverse()) t.push(`${d} compensating`, `${d} compensated`);
+      t.push('saga compensated');
+      return t;
+    }
+    t.push(`${s} confirmed`);
+    done.push(s);
+  }
+  t.push('saga completed');
+  return t;
+}
+
+/** sagaFinalSteps is what the saga page's step list shows at the end. */
+export function sagaFinalSteps(fail) {
+  const want = {};
+  const failedAt = sagaSteps.indexOf(fail);
+  for (const [i, s] of sagaSteps.entries()) {
+    if (failedAt < 0) want[s] = 'confirmed';
+    else if (i < failedAt) want[s] = 'compensated';
+    else if (i === failedAt) want[s] = 'failed';
+    else want[s] = 'skipped';
+  }
+  return want;
+}
+
+/** sagaCard reads what a booking's card on the saga page shows. */
+export function sagaCard(page, tx) {
+  return page.$eval(`.booking[data-tx="${tx}"]`, (el) => ({
+    state: el.dataset.state,
+    stream: el.dataset.stream,
+    closedBy: el.dataset.closedBy,
+    error: el.dataset.error,
+    outcome: el.querySelector('.outcome').textContent,
+    conn: el.querySelector('.conn').textContent,
+    steps: Object.fromEntries([...el.querySelectorAll('.steps li')].map((li) => [li.dataset.step, li.dataset.status])),
+    stepOrder: [...el.querySelectorAll('.steps li')].map((li) => li.dataset.step),
+    log: [...el.querySelectorAll('.log li')].map((li) => ({
+      seq: Number(li.dataset.seq),
+      how: li.dataset.how,
+      text: li.textContent,
+    })),
+  }));
+}
+
+/**
+ * checkSagaLog checks a card's update log against the saga's transcript
+ * (assert is node:assert/strict): the snapshot's entries come first and
+ * hold the latest state of each key up to the snapshot's position (its
+ * highest seq, as every update has a key), and the live entries are every
+ * later update, once each, in order. It returns {pos, live}.
+ */
+export function checkSagaLog(assert, c, fail) {
+  const want = sagaTranscript(fail);
+  const snap = c.log.filter((l) => l.how === 'snapshot');
+  const live = c.log.filter((l) => l.how === 'live');
+  assert.equal(snap.length + live.length, c.log.length, 'every log entry is a snapshot or a live update');
+  assert.ok(snap.length > 0, 'the log starts with a snapshot');
+  assert.deepEqual(c.log.slice(0, snap.length), snap, 'the snapshot comes first');
+  const pos = Math.max(...snap.map((l) => l.seq));
+  const latest = {};
+  want.slice(0, pos).forEach((w, i) => {
+    latest[w.split(' ')[0]] = { seq: i + 1, text: w };
+  });
+  assert.deepEqual(
+    Object.fromEntries(snap.map((l) => [l.text.split(' ')[1], { seq: l.seq, text: l.text.split(' ').slice(1, 3).join(' ') }])),
+    latest,
+    'snapshot',
+  );
+  assert.deepEqual(live.map((l) => l.seq), want.slice(pos).map((_, i) => pos + i + 1), 'live seqs');
+  assert.deepEqual(live.map((l) => l.text.split(' ').slice(1, 3).join(' ')), want.slice(pos), 'live updates');
+  return { pos, live: live.length };
+}
+
+/** redisAddr is the Redis the tests share: $FANOUT_REDIS_ADDR or 127.0.0.1:6379. */
+export const redisAddr = process.env.FANOUT_REDIS_ADDR || '127.0.0.1:6379';

@@ -5,25 +5,33 @@
 //	go run ./examples/saga
 //	open http://localhost:8080
 //	go run ./examples/saga/follow -fail hotel
+//	go run ./examples/saga/follow -protocol grpc-web -fail car
 //
 // With -redis (or $SAGA_REDIS_ADDR), replicas share one Redis as their
-// backplane. README.md lists the flags.
+// backplane. With -secret (or $SAGA_SECRET), a client follows a booking only
+// with the token that POST /bookings answers. README.md lists the flags.
 //
 // # Endpoints
 //
-// On the HTTP address (-addr, default :8080):
+// On the HTTP address (-addr, default :8080; HTTP/1.1 and h2c):
 //
-//	GET  /              the page: starts a booking and follows it over SSE
+//	GET  /              the page: starts a booking and follows it over SSE,
+//	                    WebSocket or gRPC-Web
 //	POST /bookings      starts a booking; answers 202 {"tx","topic","steps"}
+//	                    (and "token" with -secret)
 //	                    (inject a failure with {"fail":"hotel"} or ?fail=hotel)
 //	GET  /events        Server-Sent Events (transport/sse)
 //	GET  /ws            WebSocket (transport/websocket)
 //	GET  /fanout.js     the browser client (client/js)
+//	GET  /grpcweb.js    the page's gRPC-Web client (web/, bundled)
 //	GET  /healthz       readiness: 200, or 503 once the server drains
+//	POST /fanout.v1.SubscribeService/*, /fanout.v1.PublishService/*
+//	                    the fanout gRPC services over gRPC-Web, Connect and
+//	                    gRPC (transport/grpc, Server.Handler)
 //
-// On the gRPC address (-grpc-addr, default :9090): the fanout gRPC service
-// (transport/grpc), whose server-streaming Subscribe the follow command
-// uses.
+// On the gRPC address (-grpc-addr, default :9090): the same services on
+// grpc.Server, whose server-streaming Subscribe the follow command uses by
+// default.
 //
 // # Messages
 //
@@ -48,8 +56,8 @@
 // history, or in the snapshot of a late subscriber: an SSE stream gets a
 // close event 1000 "topic ended" without reconnect and its response ends
 // (a browser that reconnects anyway with the last event id gets 204, which
-// stops EventSource); a gRPC Subscribe call gets the same close frame and
-// ends with OK (io.EOF). The clients stop at the final message by
+// stops EventSource); a Subscribe call (gRPC, gRPC-Web or Connect) gets the
+// same close frame and ends with OK (io.EOF). The clients stop at the final message by
 // themselves too: the page's client ends the subscription (onEnd) and does
 // not reconnect the stream, and closes a WebSocket, which the server keeps
 // open for other topics; the follow command prints that the server ended

@@ -89,7 +89,7 @@ func TestFollower(t *testing.T) {
 	if b.Topic != saga.Topic(b.Tx) || !slices.Equal(b.Steps, saga.Steps) {
 		t.Errorf("got booking %+v, want topic %q and steps %q", b, saga.Topic(b.Tx), saga.Steps)
 	}
-	out, done := followUntilSnapshot(t, ts.grpcClient(t), b.Topic, nil)
+	out, done := followUntilSnapshot(t, follower.GRPC(ts.grpcClient(t)), b.Topic, nil)
 	ts.release()
 	r := <-done
 	if r.err != nil {
@@ -141,7 +141,7 @@ func TestFollowerResumes(t *testing.T) {
 	t.Cleanup(func() { conn.Close() })
 
 	tx := b.book(t, "car")
-	out, done := followUntilSnapshot(t, fanoutv1.NewSubscribeServiceClient(conn), saga.Topic(tx), &follower.Options{Retries: 100})
+	out, done := followUntilSnapshot(t, follower.GRPC(fanoutv1.NewSubscribeServiceClient(conn)), saga.Topic(tx), &follower.Options{Retries: 100})
 	// The snapshot arrived through A: the saga waits in its first action.
 	if err := a.stop(); err != nil {
 		t.Fatalf("draining A: %v", err)
@@ -185,7 +185,7 @@ func TestFollowerWithoutServerEnd(t *testing.T) {
 		}
 	}
 	out := newLockedWriter()
-	final, err := follower.Follow(bounded(t), ts.grpcClient(t), topic, &follower.Options{Out: out})
+	final, err := follower.Follow(bounded(t), follower.GRPC(ts.grpcClient(t)), topic, &follower.Options{Out: out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestFollowerAcrossReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, done := followUntilSnapshot(t, a.grpcClient(t), bk.Topic, nil)
+	out, done := followUntilSnapshot(t, follower.GRPC(a.grpcClient(t)), bk.Topic, nil)
 	b.release()
 	r := <-done
 	if r.err != nil {
@@ -283,7 +283,7 @@ type followResult struct {
 // followUntilSnapshot runs follower.Follow in the background and returns
 // once it has printed the saga's snapshot: what it prints, and where its
 // result arrives.
-func followUntilSnapshot(t *testing.T, c fanoutv1.SubscribeServiceClient, topic string, o *follower.Options) (*lockedWriter, <-chan followResult) {
+func followUntilSnapshot(t *testing.T, c follower.Subscriber, topic string, o *follower.Options) (*lockedWriter, <-chan followResult) {
 	t.Helper()
 	out := newLockedWriter()
 	opts := follower.Options{}

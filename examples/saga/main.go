@@ -24,18 +24,19 @@ func main() {
 }
 
 func run() error {
-	addr := flag.String("addr", ":8080", "HTTP address: the page, bookings, SSE, WebSocket")
-	grpcAddr := flag.String("grpc-addr", ":9090", "gRPC address")
+	addr := flag.String("addr", ":8080", "HTTP address: the page, bookings, SSE, WebSocket, gRPC-Web, Connect, and gRPC over h2c")
+	grpcAddr := flag.String("grpc-addr", ":9090", "gRPC address (grpc.Server)")
 	latency := flag.Duration("latency", 800*time.Millisecond, "how long each step takes")
 	drain := flag.Duration("drain", 20*time.Second, "how long a graceful shutdown may take")
 	redisAddr := flag.String("redis", os.Getenv("SAGA_REDIS_ADDR"), "Redis address of the backplane that replicas share (default $SAGA_REDIS_ADDR; empty: in-memory, one process)")
+	secret := flag.String("secret", os.Getenv("SAGA_SECRET"), "when set, a client follows a booking only with the token POST /bookings answers (default $SAGA_SECRET; empty: anyone follows any booking)")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	cfg := &Config{Latency: *latency, Drain: *drain, Logger: log}
+	cfg := &Config{Latency: *latency, Drain: *drain, Logger: log, Secret: []byte(*secret)}
 	if *redisAddr != "" {
 		rc := goredis.NewClient(&goredis.Options{Addr: *redisAddr})
 		defer rc.Close() // after the hub, which closes the backplane

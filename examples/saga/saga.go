@@ -112,6 +112,9 @@ type Options struct {
 	Before func(ctx context.Context, a Action) error
 	// Logger receives one line per saga. Default: logs are discarded.
 	Logger *slog.Logger
+	// Token, when set, gives the token that follows a transaction; POST
+	// /bookings answers it as "token". Default: none, no token.
+	Token func(tx string) string
 }
 
 // Engine runs sagas, each in its own goroutine, and publishes the status of
@@ -273,13 +276,18 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fanout.WriteError(w, http.StatusInternalServerError, err)
 		return
 	}
+	var token string
+	if e.opts.Token != nil {
+		token = e.opts.Token(tx)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	json.NewEncoder(w).Encode(struct {
 		Tx    string   `json:"tx"`
 		Topic string   `json:"topic"`
 		Steps []string `json:"steps"`
-	}{tx, Topic(tx), Steps})
+		Token string   `json:"token,omitempty"`
+	}{tx, Topic(tx), Steps, token})
 }
 
 // sagaRun is one saga.

@@ -41,11 +41,16 @@ type Config struct {
 	Drain time.Duration
 	// Logger receives the server's logs. Default: logs are discarded.
 	Logger *slog.Logger
+	// Secret, when set, makes clients authenticate: POST /bookings answers
+	// a token that follows that booking only, on every transport (see
+	// followTokens). Replicas share it. Default: none, anyone follows any
+	// booking.
+	Secret []byte
 }
 
 // Server is the saga example's server: the booking engine and its page
-// over HTTP, and the hub's topics over SSE, WebSocket and gRPC. It is safe
-// for concurrent use.
+// over HTTP, and the hub's topics over SSE, WebSocket, gRPC-Web, Connect
+// and gRPC. It is safe for concurrent use.
 type Server struct {
 	cfg    Config
 	hub    *fanout.Hub
@@ -68,12 +73,19 @@ func NewServer(cfg *Config) (*Server, error) {
 	if s.cfg.Logger == nil {
 		s.cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	hub, err := fanout.NewHub(&fanout.HubOptions{Backplane: s.cfg.Backplane, Logger: s.cfg.Logger})
+	ho := &fanout.HubOptions{Backplane: s.cfg.Backplane, Logger: s.cfg.Logger}
+	eo := &Options{Latency: s.cfg.Latency, Before: s.cfg.Before, Logger: s.cfg.Logger}
+	if len(s.cfg.Secret) > 0 {
+		ft := followTokens{secret: s.cfg.Secret}
+		ho.Authenticate, ho.Authorize, eo.Token = ft.authenticate, ft.authorize, ft.issue
+	}
+	hub, err := fanout.NewHub(ho)
 	if err != nil {
 		return nil, err
 	}
 	s.hub = hub
-	s.engine = New(&Options{Hub: hub, Latency: s.cfg.Latency, Before: s.cfg.Before, Logger: s.cfg.Logger})
+	eo.Hub = hub
+	s.engine = New(eo)
 
 	static, err := fs.Sub(page, "page")
 	if err != nil {
@@ -88,8 +100,14 @@ func NewServer(cfg *Config) (*Server, error) {
 	s.mux.Handle("/fanout.js", js.Handler())
 	s.mux.HandleFunc("/healthz", s.healthz)
 
+	// The gRPC services twice: on the HTTP address for browsers (gRPC-Web,
+	// Connect) and gRPC clients over h2c, and on grpc.Server.
+	gs := fanoutgrpc.New(hub, nil)
+	rpc := gs.Handler()
+	s.mux.Handle("/fanout.v1.SubscribeService/", rpc)
+	s.mux.Handle("/fanout.v1.PublishService/", rpc)
 	s.grpc = grpc.NewServer()
-	fanoutgrpc.New(hub, nil).Register(s.grpc)
+	gs.Register(s.grpc)
 	s.ready.Store(true)
 	return s, nil
 }
@@ -119,7 +137,12 @@ func (s *Server) Serve(ctx context.Context, httpL, grpcL net.Listener) error {
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+		// HTTP/1.1 for browsers, and HTTP/2 without TLS (h2c) for gRPC
+		// clients and for proxies that speak HTTP/2 to the pods.
+		Protocols: new(http.Protocols),
 	}
+	hs.Protocols.SetHTTP1(true)
+	hs.Protocols.SetUnencryptedHTTP2(true)
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -7,11 +7,13 @@ import (
 	"sync"
 	"testing"
 
+	connectrpc "connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gofanout/fanout"
 	fanoutgrpc "github.com/gofanout/fanout/transport/grpc"
 	"github.com/gofanout/fanout/transport/grpc/fanoutv1"
+	"github.com/gofanout/fanout/transport/grpc/fanoutv1/fanoutv1connect"
 )
 
 // BenchmarkSubscribeFanout publishes to one topic that subscribers receive
@@ -39,6 +41,70 @@ func benchFanout(b *testing.B, subs, size int) {
 	for i := 100; i < subs; i += 100 {
 		conns = append(conns, &env{sub: fanoutv1.NewSubscribeServiceClient(dial(b, e.conn.Target()))})
 	}
+	runFanout(b, e.hub, subs, size, func(ctx context.Context, i int) (func() (*fanoutv1.Frames, error), error) {
+		st, err := conns[i/100].sub.Subscribe(ctx, &fanoutv1.SubscribeRequest{Subscriptions: []*fanoutv1.Subscription{{Topic: "bench"}}})
+		if err != nil {
+			return nil, err
+		}
+		return st.Recv, nil
+	})
+}
+
+// BenchmarkHandlerFanout is BenchmarkSubscribeFanout against
+// Server.Handler on a net/http server, over gRPC (grpc-go's client) and
+// gRPC-Web (connectrpc.com/connect's client), both on h2c: the cost per
+// delivery next to grpc.Server's.
+func BenchmarkHandlerFanout(b *testing.B) {
+	for _, protocol := range []string{"grpc", "grpcweb"} {
+		for _, subs := range []int{1, 100, 1000} {
+			for _, size := range []int{64, 1024} {
+				b.Run(fmt.Sprintf("protocol=%s/subs=%d/payload=%d", protocol, subs, size), func(b *testing.B) {
+					benchHandlerFanout(b, protocol, subs, size)
+				})
+			}
+		}
+	}
+}
+
+func benchHandlerFanout(b *testing.B, protocol string, subs, size int) {
+	hub, err := fanout.NewHub(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { hub.Close() })
+	srv := handlerServer(b, hub, nil)
+	// 100 streams per connection, as for grpc.Server.
+	var open []func(ctx context.Context) (func() (*fanoutv1.Frames, error), error)
+	for i := 0; i < subs; i += 100 {
+		req := &fanoutv1.SubscribeRequest{Subscriptions: []*fanoutv1.Subscription{{Topic: "bench"}}}
+		if protocol == "grpc" {
+			c := fanoutv1.NewSubscribeServiceClient(dial(b, srv.Listener.Addr().String()))
+			open = append(open, func(ctx context.Context) (func() (*fanoutv1.Frames, error), error) {
+				st, err := c.Subscribe(ctx, req)
+				if err != nil {
+					return nil, err
+				}
+				return st.Recv, nil
+			})
+			continue
+		}
+		c := fanoutv1connect.NewSubscribeServiceClient(httpClient(b, true), srv.URL, connectrpc.WithGRPCWeb())
+		open = append(open, func(ctx context.Context) (func() (*fanoutv1.Frames, error), error) {
+			st, err := c.Subscribe(ctx, connectrpc.NewRequest(req))
+			if err != nil {
+				return nil, err
+			}
+			return serverStreamRecv(st), nil
+		})
+	}
+	runFanout(b, hub, subs, size, func(ctx context.Context, i int) (func() (*fanoutv1.Frames, error), error) {
+		return open[i/100](ctx)
+	})
+}
+
+// runFanout subscribes subs streams with open and measures the deliveries
+// of b.N messages of size bytes to each.
+func runFanout(b *testing.B, hub *fanout.Hub, subs, size int, open func(ctx context.Context, i int) (func() (*fanoutv1.Frames, error), error)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	b.Cleanup(func() {
@@ -47,12 +113,11 @@ func benchFanout(b *testing.B, subs, size int) {
 	})
 	progress := make(chan error, subs)
 	for i := 0; i < subs; i++ {
-		c := conns[i/100]
-		st, err := c.sub.Subscribe(ctx, &fanoutv1.SubscribeRequest{Subscriptions: []*fanoutv1.Subscription{{Topic: "bench"}}})
+		recv, err := open(ctx, i)
 		if err != nil {
 			b.Fatal(err)
 		}
-		fs := &frames{recv: st.Recv}
+		fs := &frames{recv: recv}
 		if _, err := fs.next(); err != nil { // the reply
 			b.Fatal(err)
 		}
@@ -84,7 +149,7 @@ func benchFanout(b *testing.B, subs, size int) {
 	runtime.ReadMemStats(&before)
 	b.ResetTimer()
 	for i := 1; i <= b.N; i++ {
-		if _, err := e.hub.Publish(ctx, "bench", data); err != nil {
+		if _, err := hub.Publish(ctx, "bench", data); err != nil {
 			b.Fatal(err)
 		}
 		if i%window == 0 || i == b.N {

@@ -98,7 +98,7 @@ func (tr *transport) Dial(ctx context.Context, o transporttest.DialOptions) (tra
 		cancel()
 		return nil, refusal(err)
 	}
-	c.stream = st
+	c.sendCmd = st.Send
 	c.start(st.Recv)
 	for i, s := range o.Subscriptions {
 		err := c.Subscribe(ctx, fmt.Sprint("dial-", i), s)
@@ -187,7 +187,8 @@ type client struct {
 	stop    chan struct{} // closed by Close
 
 	stopOnce sync.Once
-	stream   grpc.BidiStreamingClient[fanoutv1.Command, fanoutv1.Frames]
+	sendCmd  func(*fanoutv1.Command) error // nil on Subscribe streams
+	closeCmd func()                        // ends the sending side; may be nil
 
 	sendMu sync.Mutex // serializes stream.Send
 
@@ -260,12 +261,12 @@ func streamEnd(err error) error {
 }
 
 func (c *client) send(cmd *fanoutv1.Command) error {
-	if c.stream == nil {
+	if c.sendCmd == nil {
 		return transporttest.ErrUnsupported
 	}
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
-	return c.stream.Send(cmd)
+	return c.sendCmd(cmd)
 }
 
 func (c *client) Subscribe(_ context.Context, id string, s transporttest.Subscription) error {
@@ -283,6 +284,11 @@ func (c *client) Publish(_ context.Context, id, topic string, data []byte) error
 func (c *client) Close() error {
 	c.stopOnce.Do(func() { close(c.stop) })
 	c.cancel()
+	if c.closeCmd != nil {
+		c.sendMu.Lock()
+		c.closeCmd()
+		c.sendMu.Unlock()
+	}
 	<-c.done
 	return nil
 }
@@ -345,7 +351,7 @@ var sentinels = map[string]error{
 // refusal converts a gRPC status into an error matching the fanout
 // sentinel of its code, and of its ErrorInfo reason.
 func refusal(err error) error {
-	st := status.Convert(err)
+	st := status.Convert(grpcStatus(err))
 	var byCode error
 	switch st.Code() {
 	case codes.Unauthenticated:

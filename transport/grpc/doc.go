@@ -1,8 +1,10 @@
 // Package fanoutgrpc serves a [fanout.Hub] over gRPC: a server-streaming
-// Subscribe (the call gRPC-Web supports, through Envoy), a bidirectional
-// Connect for services, and a unary Publish. The protocol is
+// Subscribe (the call browsers make, over gRPC-Web or Connect), a
+// bidirectional Connect for services, and a unary Publish. The protocol is
 // proto/fanout/v1/fanout.proto; package fanoutv1 holds its generated Go code,
-// including the clients. docs/PROTOCOL.md describes it.
+// including the clients, fanoutv1/fanoutv1connect the code for
+// connectrpc.com/connect, and es/ the code for browsers (@bufbuild/protobuf).
+// docs/PROTOCOL.md describes it.
 //
 // The package lives in the folder transport/grpc but is named fanoutgrpc:
 // it is always used next to google.golang.org/grpc, whose server it
@@ -16,11 +18,20 @@
 //	hub.Shutdown(ctx) // ends every stream with codes.Unavailable
 //	gs.GracefulStop()
 //
+// [Server.Handler] serves the same calls, with the same code, on a net/http
+// server, over gRPC, gRPC-Web and the Connect protocol: browsers reach it
+// without a proxy such as Envoy.
+//
+//	srv := fanoutgrpc.New(hub, nil)
+//	mux.Handle("/fanout.v1.SubscribeService/", srv.Handler())
+//	mux.Handle("/fanout.v1.PublishService/", srv.Handler())
+//
 // # Authentication
 //
 // Every call is authenticated with [fanout.Hub.Authenticate]. The
 // credentials carry the token of an "authorization: Bearer <token>" metadata
-// entry, all the metadata as Header, and Transport "grpc".
+// entry (on [Server.Handler], the request's Authorization header), all the
+// metadata as Header, and Transport "grpc".
 //
 // # Streams
 //
@@ -29,7 +40,8 @@
 // Frames message (or several, past [Options.MaxBatchBytes]), so that frames
 // queued together travel together. A send that a client does not take
 // within [fanout.HubOptions.WriteTimeout] ends the call with the 4001 status
-// below, as on the other transports. A message is
+// below, as on the other transports, on grpc.Server and [Server.Handler]
+// alike. A message is
 // encoded to protobuf once, however many streams carry it; each stream's
 // Frames message is assembled from those cached bytes without marshalling
 // the message again.

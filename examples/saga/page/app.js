@@ -1,6 +1,11 @@
-// The saga page: starts bookings and follows each one over SSE (or
-// WebSocket) with fanout's browser client, until its final update.
+// The saga page: starts bookings and follows each one over SSE or
+// WebSocket with fanout's browser client, or over gRPC-Web (the
+// SubscribeService/Subscribe server stream, with @connectrpc/connect-web,
+// bundled in grpcweb.js), until its final update.
 import { connect } from '/fanout.js';
+import { follow as followGrpcWeb } from './grpcweb.js';
+
+const TRANSPORTS = { sse: 'SSE', websocket: 'WebSocket', 'grpc-web': 'gRPC-Web' };
 
 const form = document.getElementById('book');
 const list = document.getElementById('bookings');
@@ -25,20 +30,41 @@ form.addEventListener('submit', async (ev) => {
     errorBox.textContent = `Could not start the booking: ${err.message}`;
     return;
   }
-  follow(new BookingView(booking, fail, transport), booking.topic, transport);
+  follow(new BookingView(booking, fail, transport), booking.topic, transport, booking.token);
 });
 
 // follow subscribes to the saga's topic: first its snapshot (the current
 // state of every step), then every update in order. The saga publishes its
 // final update with fanout.WithFinal, which ends the subscription (onEnd,
-// live or in the snapshot of a late page). Over SSE the server then ends the
-// stream and the client does not reconnect it; a WebSocket carries any
-// number of topics, so the page closes it.
-function follow(view, topic, transport) {
+// live or in the snapshot of a late page). Over SSE and gRPC-Web the
+// server then ends the stream and the client does not reconnect it; a
+// WebSocket carries any number of topics, so the page closes it. token, from
+// a server run with -secret, is the booking's bearer token.
+function follow(view, topic, transport, token) {
+  if (transport === 'grpc-web') {
+    let ended = false;
+    followGrpcWeb(topic, {
+      token,
+      onStatus: (s) => {
+        if (!ended && s.state !== 'disconnected') view.status(s);
+        else if (ended) view.closed({ ...s, reason: s.byServer ? s.reason : '' });
+        else view.refused(s);
+      },
+      onSnapshot: (snap) => view.snapshot(snap),
+      onMessage: (msg) => view.apply(msg, 'live'),
+      onEnd: () => {
+        ended = true;
+        view.ended();
+      },
+      onError: (err) => view.error(err),
+    });
+    return;
+  }
   let client = null;
   let ended = false;
   client = connect(transport === 'websocket' ? '/ws' : '/events', {
     transport,
+    token,
     onStatus: (s) => {
       if (!ended) view.status(s);
       else if (s.state === 'disconnected') view.closed(s);
@@ -72,7 +98,9 @@ class BookingView {
     this.el.dataset.tx = booking.tx;
     this.el.dataset.transport = transport;
     this.el.querySelector('.tx').textContent = booking.tx;
-    this.el.querySelector('.link').href = `?tx=${encodeURIComponent(booking.tx)}&transport=${transport}`;
+    const link = new URLSearchParams({ tx: booking.tx, transport });
+    if (booking.token) link.set('token', booking.token);
+    this.el.querySelector('.link').href = `?${link}`;
     this.el.querySelector('.title').textContent = fail ? `Booking (fails at ${fail})` : 'Booking';
     this.stepsEl = this.el.querySelector('.steps');
     this.logEl = this.el.querySelector('.log');
@@ -128,7 +156,7 @@ class BookingView {
   status(s) {
     this.el.dataset.stream = s.state === 'connected' ? 'open' : s.state;
     this.connEl.textContent = s.state === 'connected'
-      ? `following over ${this.el.dataset.transport === 'websocket' ? 'WebSocket' : 'SSE'}`
+      ? `following over ${TRANSPORTS[this.el.dataset.transport]}`
       : `${s.state}${s.retryIn != null ? `, retrying in ${Math.round(s.retryIn / 100) / 10}s` : ''}`;
   }
 
@@ -150,7 +178,15 @@ class BookingView {
   }
 
   error(err) {
+    this.el.dataset.error = err.code;
     this.connEl.textContent = `error: ${err.code} ${err.message}`;
+  }
+
+  // refused: the server refused the stream (gRPC-Web); error() said why.
+  refused() {
+    this.el.dataset.stream = 'refused';
+    this.el.dataset.state = 'refused';
+    this.outcomeEl.textContent = 'refused';
   }
 }
 
@@ -162,6 +198,6 @@ for (const tx of params.getAll('tx')) {
     errorBox.textContent = `Not a transaction id: ${tx}`;
     continue;
   }
-  const transport = params.get('transport') === 'websocket' ? 'websocket' : 'sse';
-  follow(new BookingView({ tx, steps: [] }, '', transport), `saga.${tx}`, transport);
+  const transport = TRANSPORTS[params.get('transport')] ? params.get('transport') : 'sse';
+  follow(new BookingView({ tx, steps: [] }, '', transport), `saga.${tx}`, transport, params.get('token') || undefined);
 }

@@ -1,7 +1,9 @@
 // Package follower is the client side of the saga example: it starts a
-// booking over HTTP and follows its saga over a gRPC Subscribe stream, the
-// way a service in another process would. The follow command uses it, and
-// the saga server's tests run it against the real server.
+// booking over HTTP and follows its saga over a Subscribe stream, the way
+// a service in another process would: over gRPC with grpc-go's client
+// ([GRPC]), or over gRPC, gRPC-Web or Connect with connectrpc.com/connect's
+// ([Connect]). The follow command uses it, and the saga server's tests run
+// it against the real server.
 package follower
 
 import (
@@ -14,11 +16,91 @@ import (
 	"net/http"
 	"time"
 
+	"connectrpc.com/connect"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/gofanout/fanout/transport/grpc/fanoutv1"
+	"github.com/gofanout/fanout/transport/grpc/fanoutv1/fanoutv1connect"
 )
+
+// Subscriber opens Subscribe streams, whatever the protocol; [GRPC] and
+// [Connect] make one from a generated client. Its errors are gRPC status
+// errors.
+type Subscriber interface {
+	// Subscribe opens a stream with the bearer token, when not empty.
+	Subscribe(ctx context.Context, req *fanoutv1.SubscribeRequest, token string) (Stream, error)
+}
+
+// Stream is an open Subscribe stream. Recv returns io.EOF once the server
+// ended it with OK.
+type Stream interface {
+	Recv() (*fanoutv1.Frames, error)
+}
+
+// GRPC subscribes through grpc-go's client.
+func GRPC(c fanoutv1.SubscribeServiceClient) Subscriber { return grpcSubscriber{c} }
+
+type grpcSubscriber struct {
+	c fanoutv1.SubscribeServiceClient
+}
+
+func (g grpcSubscriber) Subscribe(ctx context.Context, req *fanoutv1.SubscribeRequest, token string) (Stream, error) {
+	if token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	st, err := g.c.Subscribe(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Connect subscribes through connectrpc.com/connect's client, whose
+// options choose the protocol: connect.WithGRPCWeb(), connect.WithGRPC(),
+// or none for the Connect protocol.
+func Connect(c fanoutv1connect.SubscribeServiceClient) Subscriber { return connectSubscriber{c} }
+
+type connectSubscriber struct {
+	c fanoutv1connect.SubscribeServiceClient
+}
+
+func (cs connectSubscriber) Subscribe(ctx context.Context, req *fanoutv1.SubscribeRequest, token string) (Stream, error) {
+	r := connect.NewRequest(req)
+	if token != "" {
+		r.Header().Set("Authorization", "Bearer "+token)
+	}
+	st, err := cs.c.Subscribe(ctx, r)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return connectStream{st}, nil
+}
+
+type connectStream struct {
+	st *connect.ServerStreamForClient[fanoutv1.Frames]
+}
+
+func (c connectStream) Recv() (*fanoutv1.Frames, error) {
+	if c.st.Receive() {
+		return c.st.Msg(), nil
+	}
+	if err := c.st.Err(); err != nil {
+		return nil, grpcError(err)
+	}
+	return nil, io.EOF
+}
+
+// grpcError converts a connect error into a gRPC status error with the
+// same code and message.
+func grpcError(err error) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return status.Error(codes.Code(ce.Code()), ce.Message())
+	}
+	return err
+}
 
 // Update is the payload of a saga's messages (see the saga command).
 type Update struct {
@@ -35,6 +117,8 @@ type Booking struct {
 	Tx    string   `json:"tx"`
 	Topic string   `json:"topic"`
 	Steps []string `json:"steps"`
+	// Token follows the booking, from a server run with a secret.
+	Token string `json:"token,omitempty"`
 }
 
 // StartBooking starts a booking on the saga server at baseURL, failing at
@@ -75,9 +159,12 @@ type Options struct {
 	// Backoff is the wait before the first reconnection; it doubles up to
 	// 2s. Default: 100ms.
 	Backoff time.Duration
+	// Token is the bearer token of the booking (see POST /bookings), for
+	// a server that wants one. Default: none.
+	Token string
 }
 
-// Follow follows the saga of topic over a gRPC Subscribe stream and
+// Follow follows the saga of topic over a Subscribe stream and
 // returns its final update. It asks for the topic's snapshot first (the
 // current state of every step), then prints every update in order, until
 // the final update, live or in the snapshot. The saga publishes it with
@@ -91,7 +178,7 @@ type Options struct {
 // subscribes again with since set to the last position it received, so it
 // receives exactly what it missed, nothing twice. If the server answers
 // that history no longer reaches back, it prints the snapshot again.
-func Follow(ctx context.Context, c fanoutv1.SubscribeServiceClient, topic string, opts *Options) (Update, error) {
+func Follow(ctx context.Context, c Subscriber, topic string, opts *Options) (Update, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -105,7 +192,7 @@ func Follow(ctx context.Context, c fanoutv1.SubscribeServiceClient, topic string
 	if o.Backoff <= 0 {
 		o.Backoff = 100 * time.Millisecond
 	}
-	f := &stream{topic: topic, out: o.Out}
+	f := &stream{topic: topic, out: o.Out, token: o.Token}
 	backoff, failures := o.Backoff, 0
 	for {
 		final, progressed, err := f.subscribe(ctx, c)
@@ -146,17 +233,18 @@ func retryable(err error) bool {
 // stream holds what a Follow received so far, across its Subscribe calls.
 type stream struct {
 	topic string
+	token string
 	out   io.Writer
 	pos   *fanoutv1.Position // the last position received; nil before any
 }
 
 // subscribe runs one Subscribe call until the final update or an error;
 // progressed says whether it received anything.
-func (f *stream) subscribe(ctx context.Context, c fanoutv1.SubscribeServiceClient) (final Update, progressed bool, err error) {
+func (f *stream) subscribe(ctx context.Context, c Subscriber) (final Update, progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends a stream that the server did not end
 	sub := &fanoutv1.Subscription{Topic: f.topic, Since: f.pos, Snapshot: f.pos == nil}
-	st, err := c.Subscribe(ctx, &fanoutv1.SubscribeRequest{Subscriptions: []*fanoutv1.Subscription{sub}})
+	st, err := c.Subscribe(ctx, &fanoutv1.SubscribeRequest{Subscriptions: []*fanoutv1.Subscription{sub}}, f.token)
 	if err != nil {
 		return Update{}, false, err
 	}
@@ -211,7 +299,7 @@ func (f *stream) subscribe(ctx context.Context, c fanoutv1.SubscribeServiceClien
 // end notes how the stream of a saga that reached its final update ends:
 // the server ends it with a close frame right after the final update, in
 // the same Frames message, and then the call.
-func (f *stream) end(st fanoutv1.SubscribeService_SubscribeClient, rest []*fanoutv1.Frame) {
+func (f *stream) end(st Stream, rest []*fanoutv1.Frame) {
 	for _, fr := range rest {
 		c := fr.GetClose()
 		if c == nil {
