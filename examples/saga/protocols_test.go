@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/gofanout/fanout"
 	saga "github.com/gofanout/fanout/examples/saga"
 	"github.com/gofanout/fanout/examples/saga/internal/follower"
 	"github.com/gofanout/fanout/transport/grpc/fanoutv1/fanoutv1connect"
