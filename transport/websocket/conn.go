@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -111,8 +112,11 @@ func (c *conn) WriteHeartbeat(time.Time) error { return nil }
 func (c *conn) WriteClose(frames []fanout.Frame, cf *fanout.CloseFrame, deadline time.Time) error {
 	c.cancel()
 	err := c.WriteFrames(append(frames, fanout.Frame{Type: fanout.FrameClose, Close: cf}), deadline)
-	if err == nil {
-		// The library bounds the close handshake itself.
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		// The close handshake, bounded by the library, also when the
+		// library sent its own close already (a message over the read
+		// limit): it reads what the client still sends, so that the
+		// client can read the close instead of a reset connection.
 		c.ws.Close(websocket.StatusCode(cf.Code), truncate(cf.Reason, maxCloseReason))
 	}
 	c.ws.CloseNow() // already closed on every path; ends the reader for sure
