@@ -82,7 +82,7 @@ func TestProtocolViolationCloses(t *testing.T) {
 		name  string
 		frame []byte
 	}{
-		{"continuation without a start", rawFrame(0x80|0x0, []byte("x"), false)},
+		{"continuation without a start", rawFrame(0x80, []byte("x"), false)}, // FIN, opcode 0
 		{"unmasked frame", rawFrame(0x80|0x1, []byte(`{"type":"ping"}`), true)},
 		{"unknown data opcode", rawFrame(0x80|0x3, []byte("x"), false)},
 		{"unknown control opcode", rawFrame(0x80|0xB, nil, false)},
