@@ -151,6 +151,7 @@ type Hub struct {
 	writersStopped bool
 
 	closed atomic.Bool // Close started
+	bpDown atomic.Bool // the last backplane call that said so found it unavailable
 
 	closeOnce sync.Once
 	closeErr  error
@@ -172,10 +173,11 @@ func NewHub(opts *HubOptions) (*Hub, error) {
 	for i := range h.shards {
 		h.shards[i].topics = make(map[string]*topic)
 	}
-	h.bp = h.opts.Backplane
-	if h.bp == nil {
-		h.bp = NewMemoryBroker(nil).Node()
+	bp := h.opts.Backplane
+	if bp == nil {
+		bp = NewMemoryBroker(nil).Node()
 	}
+	h.bp = observedBackplane{Backplane: bp, h: h}
 	if err := h.bp.Open(receiver{h}); err != nil {
 		return nil, fmt.Errorf("fanout: open backplane: %w", err)
 	}
@@ -229,11 +231,21 @@ func WithHeader(h map[string]string) PublishOption {
 // [ErrClosed] once Close has started, or the backplane's error. Every
 // transport publishes through it, so these limits hold on every path.
 func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...PublishOption) (Position, error) {
+	return h.publishAs(ctx, "", topic, data, opts)
+}
+
+// publishAs is Publish on behalf of a transport's client, which transport
+// names in a failure's event.
+func (h *Hub) publishAs(ctx context.Context, transport, topic string, data []byte, opts []PublishOption) (Position, error) {
 	m, idem, err := h.newMessage(topic, data, opts)
 	if err != nil {
+		if errors.Is(err, ErrInvalidTopic) {
+			topic = "" // not a topic: whatever the publisher sent
+		}
+		h.observe(Event{Type: EventPublishFailed, Topic: topic, Transport: transport, Err: err})
 		return Position{}, err
 	}
-	return h.publish(ctx, m, idem)
+	return h.publish(ctx, m, idem, transport)
 }
 
 // newMessage checks a publish against the hub's limits and makes its
@@ -270,14 +282,19 @@ func (h *Hub) newMessage(topic string, data []byte, opts []PublishOption) (*Mess
 	return m, c.idem, nil
 }
 
-// publish hands a checked message to the backplane.
-func (h *Hub) publish(ctx context.Context, m *Message, idem string) (Position, error) {
+// publish hands a checked message to the backplane; transport names who
+// published it, for a failure's event.
+func (h *Hub) publish(ctx context.Context, m *Message, idem, transport string) (Position, error) {
 	if h.isClosed() {
-		return Position{}, fmt.Errorf("publish %q: %w", m.Topic, ErrClosed)
+		err := fmt.Errorf("publish %q: %w", m.Topic, ErrClosed)
+		h.observe(Event{Type: EventPublishFailed, Topic: m.Topic, Transport: transport, Err: err})
+		return Position{}, err
 	}
 	pos, err := h.bp.Publish(ctx, m, idem)
 	if err != nil {
-		return Position{}, fmt.Errorf("publish %q: %w", m.Topic, err)
+		err = fmt.Errorf("publish %q: %w", m.Topic, err)
+		h.observe(Event{Type: EventPublishFailed, Topic: m.Topic, Transport: transport, Err: err})
+		return Position{}, err
 	}
 	h.observe(Event{Type: EventPublish, Topic: m.Topic, N: len(m.Data)})
 	return pos, nil
@@ -428,12 +445,6 @@ func (h *Hub) sessionList() []*Session {
 	return l
 }
 
-func (h *Hub) observe(e Event) {
-	if h.opts.Observer != nil {
-		h.opts.Observer.Observe(e)
-	}
-}
-
 func (h *Hub) shard(name string) *shard {
 	return &h.shards[xxhash.Sum64String(name)%numShards]
 }
@@ -509,7 +520,7 @@ func (h *Hub) release(t *topic, sub *subscription) {
 	if t.readyErr == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := h.bp.Unsubscribe(ctx, t.name); err != nil && !errors.Is(err, ErrClosed) {
-			h.observe(Event{Type: EventError, Topic: t.name, Err: fmt.Errorf("unsubscribe: %w", err)})
+			h.backgroundError(t.name, "unsubscribe", err)
 		}
 		cancel()
 	}
@@ -641,7 +652,7 @@ func (h *Hub) recover(t *topic) {
 				}
 				continue // the backlog had another gap
 			}
-			h.observe(Event{Type: EventError, Topic: t.name, Err: fmt.Errorf("resync history: %w", err)})
+			h.backgroundError(t.name, "resync", err)
 			select {
 			case <-h.done:
 				return

@@ -3,6 +3,7 @@ package fanoutgrpc
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -27,26 +28,27 @@ type subscribeService struct {
 func (ss subscribeService) Subscribe(req *fanoutv1.SubscribeRequest, stream grpc.ServerStreamingServer[fanoutv1.Frames]) error {
 	s := ss.s
 	ctx := stream.Context()
+	start := time.Now()
 	principal, err := s.authenticate(ctx)
 	if err != nil {
-		return errStatus(err)
+		return s.refuse(start, err)
 	}
 	if len(req.Subscriptions) == 0 {
-		return errStatus(fmt.Errorf("%w: subscribe: no subscriptions", fanout.ErrBadRequest))
+		return s.refuse(start, fmt.Errorf("%w: subscribe: no subscriptions", fanout.ErrBadRequest))
 	}
 	seen := make(map[string]bool, len(req.Subscriptions))
 	for _, sub := range req.Subscriptions {
 		if err := fanout.ValidateTopic(sub.Topic); err != nil {
-			return errStatus(err)
+			return s.refuse(start, err)
 		}
 		if seen[sub.Topic] {
-			return errStatus(fmt.Errorf("%w: subscribe: topic %q given twice", fanout.ErrBadRequest, sub.Topic))
+			return s.refuse(start, fmt.Errorf("%w: subscribe: topic %q given twice", fanout.ErrBadRequest, sub.Topic))
 		}
 		seen[sub.Topic] = true
 	}
 	sess, err := s.hub.NewSession(principal)
 	if err != nil {
-		return errStatus(err)
+		return s.refuse(start, err)
 	}
 	defer sess.Close(fanout.CloseGoingAway, "")
 	st := s.newStream(sess, stream.Send)
@@ -55,6 +57,7 @@ func (ss subscribeService) Subscribe(req *fanoutv1.SubscribeRequest, stream grpc
 		topics[i] = sub.Topic
 	}
 	s.attach(st, topics)
+	s.hub.ObserveHandshake("grpc", start, nil)
 	for _, sub := range req.Subscriptions {
 		if !sess.Allow() {
 			sess.Close(fanout.CloseRateLimited, "")
@@ -76,16 +79,18 @@ func (ss subscribeService) Subscribe(req *fanoutv1.SubscribeRequest, stream grpc
 func (ss subscribeService) Connect(stream grpc.BidiStreamingServer[fanoutv1.Command, fanoutv1.Frames]) error {
 	s := ss.s
 	ctx := stream.Context()
+	start := time.Now()
 	principal, err := s.authenticate(ctx)
 	if err != nil {
-		return errStatus(err)
+		return s.refuse(start, err)
 	}
 	sess, err := s.hub.NewSession(principal)
 	if err != nil {
-		return errStatus(err)
+		return s.refuse(start, err)
 	}
 	st := s.newStream(sess, stream.Send)
 	s.attach(st, nil)
+	s.hub.ObserveHandshake("grpc", start, nil)
 
 	cmdCtx, cancel := context.WithCancel(ctx)
 	reading := make(chan struct{})
@@ -169,4 +174,11 @@ func subscribeRequest(id string, sub *fanoutv1.Subscription) fanout.SubscribeReq
 		req.Since = &fanout.Position{Epoch: p.Epoch, Seq: p.Seq}
 	}
 	return req
+}
+
+// refuse reports a stream refused before it started, and returns its
+// status.
+func (s *Server) refuse(start time.Time, err error) error {
+	s.hub.ObserveHandshake("grpc", start, err)
+	return errStatus(err)
 }
