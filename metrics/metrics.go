@@ -96,8 +96,8 @@ func New(opts *Options) *Collector {
 			ConstLabels: o.ConstLabels, Buckets: buckets}, labels)
 	}
 	c := &Collector{
-		sessions:    gauge("sessions", "Sessions open, with or without a connection."),
-		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: o.Namespace, Name: "connections", Help: "Connections open, by transport.", ConstLabels: o.ConstLabels}, []string{"transport"}),
+		sessions:         gauge("sessions", "Sessions open, with or without a connection."),
+		connections:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: o.Namespace, Name: "connections", Help: "Connections open, by transport.", ConstLabels: o.ConstLabels}, []string{"transport"}),
 		connectionsTotal: counterVec("connections_total", "Connections accepted, by transport.", "transport"),
 		handshake: histogramVec("handshake_duration_seconds", "Time from a connection request's arrival to its acceptance, by transport.",
 			handshakeBuckets, "transport"),
