@@ -80,6 +80,10 @@ const (
 	ActionSubscribe Action = iota + 1
 	// ActionPublish is publishing to a topic from a client or a service.
 	ActionPublish
+	// ActionInspect is reading what a node serves, through
+	// [NewInspectHandler]; the topic is empty. An authorizer that allows
+	// every action but publishing allows this one too: check for it.
+	ActionInspect
 )
 
 func (a Action) String() string {
@@ -88,6 +92,8 @@ func (a Action) String() string {
 		return "subscribe"
 	case ActionPublish:
 		return "publish"
+	case ActionInspect:
+		return "inspect"
 	}
 	return "unknown"
 }

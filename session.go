@@ -103,9 +103,10 @@ type Session struct {
 	lastRefill time.Time
 	pendN      int // live messages waiting in subscriptions' pending
 	pendBytes  int
-	transport  string // set by Attach, for events
+	transport  string    // set by Attach, for events
+	created    time.Time // for inspection
 
-	_ [48]byte // to 256 bytes
+	_ [24]byte // to 256 bytes
 }
 
 // subscription is one session's interest in one topic.
@@ -138,6 +139,7 @@ func (h *Hub) NewSession(p Principal) (*Session, error) {
 		subs:       make(map[string]*subscription),
 		tokens:     float64(h.opts.CommandBurst),
 		lastRefill: time.Now(),
+		created:    time.Now(),
 		notify:     make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
