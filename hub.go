@@ -33,6 +33,10 @@ type HubOptions struct {
 
 	// Observer receives events for metrics. Default: none.
 	Observer Observer
+	// Tracer traces messages from their publish to the nodes that deliver
+	// them (package otel). Default: none; the W3C trace context of an HTTP
+	// publish still travels in the message's header.
+	Tracer Tracer
 	// Logger receives the hub's logs. Default: logs are discarded.
 	Logger *slog.Logger
 
@@ -290,7 +294,11 @@ func (h *Hub) publish(ctx context.Context, m *Message, idem, transport string) (
 		h.observe(Event{Type: EventPublishFailed, Topic: m.Topic, Transport: transport, Err: err})
 		return Position{}, err
 	}
+	end := h.startTrace(ctx, m)
 	pos, err := h.bp.Publish(ctx, m, idem)
+	if end != nil {
+		end(err)
+	}
 	if err != nil {
 		err = fmt.Errorf("publish %q: %w", m.Topic, err)
 		h.observe(Event{Type: EventPublishFailed, Topic: m.Topic, Transport: transport, Err: err})
@@ -576,6 +584,9 @@ func (r receiver) Deliver(m *Message) {
 	n := t.deliverLocked(m)
 	t.mu.Unlock()
 	r.h.observe(Event{Type: EventDeliver, Topic: m.Topic, N: n})
+	if tr := r.h.opts.Tracer; tr != nil {
+		tr.Delivered(m, n)
+	}
 }
 
 func (r receiver) Resync(topic string) {

@@ -111,7 +111,7 @@ func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, http.StatusForbidden, "", fmt.Errorf("%w: the access_token cookie is not accepted from pages of another origin", ErrForbidden))
 		return
 	}
-	ctx := r.Context()
+	ctx := withRequestTrace(r.Context(), r.Header.Get(HeaderTraceparent), r.Header.Get(HeaderTracestate))
 	p, err := h.hub.Authenticate(ctx, creds)
 	if err != nil {
 		h.refuse(w, HTTPStatus(err), "", err)
