@@ -85,7 +85,7 @@ const (
 	EventBackplane
 	// EventBackplaneDown: a backplane call failed with [ErrUnavailable]
 	// after the backplane had worked (or on the first call): the hub logs
-	// it at Warn with Err, and [Hub.Ready] fails until a call succeeds.
+	// it at Warn with Err. [Hub.Ready] asks the backplane itself.
 	EventBackplaneDown
 	// EventBackplaneUp: a backplane call succeeded after EventBackplaneDown;
 	// the hub logs it at Info.
