@@ -63,6 +63,11 @@ const MaxIdempotencyKeyLength = payload.MaxIdempotencyKeyLength
 // a field given twice, an unknown field or anything after the object is a
 // bad request.
 //
+// The request's W3C trace context, its traceparent and tracestate headers
+// (at most 55 and 512 bytes; longer ones are ignored), travels with the
+// message as the header entries of those names, unless the body's header
+// sets them, and a [Tracer] continues the trace.
+//
 // The request is authenticated with [Hub.Authenticate] (transport "http")
 // and authorized with [Hub.Authorize] and [ActionPublish]; credentials from
 // the access_token cookie are refused on requests of other origins (see
