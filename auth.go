@@ -8,13 +8,15 @@ import (
 
 // Principal is who a session or a publisher acts as, as established by the
 // authenticator.
+//
+// It marshals to JSON as {"id","data"}, without data when it is nil.
 type Principal struct {
 	// ID identifies the principal, for instance a user or service name.
 	// Empty means anonymous.
-	ID string
+	ID string `json:"id"`
 	// Data is whatever the authenticator wants the authorizer to see
 	// (claims, roles). The hub never reads it.
-	Data any
+	Data any `json:"data,omitempty"`
 }
 
 // Credentials are what a transport found on an incoming connection or
@@ -78,6 +80,10 @@ const (
 	ActionSubscribe Action = iota + 1
 	// ActionPublish is publishing to a topic from a client or a service.
 	ActionPublish
+	// ActionInspect is reading what a node serves, through
+	// [NewInspectHandler]; the topic is empty. An authorizer that allows
+	// every action but publishing allows this one too: check for it.
+	ActionInspect
 )
 
 func (a Action) String() string {
@@ -86,6 +92,8 @@ func (a Action) String() string {
 		return "subscribe"
 	case ActionPublish:
 		return "publish"
+	case ActionInspect:
+		return "inspect"
 	}
 	return "unknown"
 }

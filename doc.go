@@ -33,6 +33,18 @@
 // are sentinels to match with errors.Is ([ErrForbidden], [ErrTooLarge],
 // ...), and [ErrorCode] gives a client's view of one.
 //
+// # Operations
+//
+// The [Observer] sees every event that can go wrong or take time:
+// handshakes accepted and refused, publishes and subscribes that fail,
+// each backplane call with its duration, each write with its delivery
+// latency and queue depth, and why each session closed; package metrics
+// turns them into Prometheus series. [Hub.Ready] answers a readiness
+// probe; the hub logs the loss and return of its backplane. A [Tracer]
+// (package otel) follows each message from its publisher to every node,
+// and the W3C traceparent reaches clients in the message's header.
+// [NewInspectHandler] lists a node's topics and sessions for operators.
+//
 // # Guarantees
 //
 //   - Per topic, a session receives messages in Seq order, without

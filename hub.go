@@ -33,6 +33,10 @@ type HubOptions struct {
 
 	// Observer receives events for metrics. Default: none.
 	Observer Observer
+	// Tracer traces messages from their publish to the nodes that deliver
+	// them (package otel). Default: none; the W3C trace context of an HTTP
+	// publish still travels in the message's header.
+	Tracer Tracer
 	// Logger receives the hub's logs. Default: logs are discarded.
 	Logger *slog.Logger
 
@@ -151,6 +155,7 @@ type Hub struct {
 	writersStopped bool
 
 	closed atomic.Bool // Close started
+	bpDown atomic.Bool // the last backplane call that said so found it unavailable
 
 	closeOnce sync.Once
 	closeErr  error
@@ -172,10 +177,11 @@ func NewHub(opts *HubOptions) (*Hub, error) {
 	for i := range h.shards {
 		h.shards[i].topics = make(map[string]*topic)
 	}
-	h.bp = h.opts.Backplane
-	if h.bp == nil {
-		h.bp = NewMemoryBroker(nil).Node()
+	bp := h.opts.Backplane
+	if bp == nil {
+		bp = NewMemoryBroker(nil).Node()
 	}
+	h.bp = observedBackplane{Backplane: bp, h: h}
 	if err := h.bp.Open(receiver{h}); err != nil {
 		return nil, fmt.Errorf("fanout: open backplane: %w", err)
 	}
@@ -229,11 +235,21 @@ func WithHeader(h map[string]string) PublishOption {
 // [ErrClosed] once Close has started, or the backplane's error. Every
 // transport publishes through it, so these limits hold on every path.
 func (h *Hub) Publish(ctx context.Context, topic string, data []byte, opts ...PublishOption) (Position, error) {
+	return h.publishAs(ctx, "", topic, data, opts)
+}
+
+// publishAs is Publish on behalf of a transport's client, which transport
+// names in a failure's event.
+func (h *Hub) publishAs(ctx context.Context, transport, topic string, data []byte, opts []PublishOption) (Position, error) {
 	m, idem, err := h.newMessage(topic, data, opts)
 	if err != nil {
+		if errors.Is(err, ErrInvalidTopic) {
+			topic = "" // not a topic: whatever the publisher sent
+		}
+		h.observe(Event{Type: EventPublishFailed, Topic: topic, Transport: transport, Err: err})
 		return Position{}, err
 	}
-	return h.publish(ctx, m, idem)
+	return h.publish(ctx, m, idem, transport)
 }
 
 // newMessage checks a publish against the hub's limits and makes its
@@ -270,14 +286,23 @@ func (h *Hub) newMessage(topic string, data []byte, opts []PublishOption) (*Mess
 	return m, c.idem, nil
 }
 
-// publish hands a checked message to the backplane.
-func (h *Hub) publish(ctx context.Context, m *Message, idem string) (Position, error) {
+// publish hands a checked message to the backplane; transport names who
+// published it, for a failure's event.
+func (h *Hub) publish(ctx context.Context, m *Message, idem, transport string) (Position, error) {
 	if h.isClosed() {
-		return Position{}, fmt.Errorf("publish %q: %w", m.Topic, ErrClosed)
+		err := fmt.Errorf("publish %q: %w", m.Topic, ErrClosed)
+		h.observe(Event{Type: EventPublishFailed, Topic: m.Topic, Transport: transport, Err: err})
+		return Position{}, err
 	}
+	end := h.startTrace(ctx, m)
 	pos, err := h.bp.Publish(ctx, m, idem)
+	if end != nil {
+		end(err)
+	}
 	if err != nil {
-		return Position{}, fmt.Errorf("publish %q: %w", m.Topic, err)
+		err = fmt.Errorf("publish %q: %w", m.Topic, err)
+		h.observe(Event{Type: EventPublishFailed, Topic: m.Topic, Transport: transport, Err: err})
+		return Position{}, err
 	}
 	h.observe(Event{Type: EventPublish, Topic: m.Topic, N: len(m.Data)})
 	return pos, nil
@@ -428,12 +453,6 @@ func (h *Hub) sessionList() []*Session {
 	return l
 }
 
-func (h *Hub) observe(e Event) {
-	if h.opts.Observer != nil {
-		h.opts.Observer.Observe(e)
-	}
-}
-
 func (h *Hub) shard(name string) *shard {
 	return &h.shards[xxhash.Sum64String(name)%numShards]
 }
@@ -509,7 +528,7 @@ func (h *Hub) release(t *topic, sub *subscription) {
 	if t.readyErr == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := h.bp.Unsubscribe(ctx, t.name); err != nil && !errors.Is(err, ErrClosed) {
-			h.observe(Event{Type: EventError, Topic: t.name, Err: fmt.Errorf("unsubscribe: %w", err)})
+			h.backgroundError(t.name, "unsubscribe", err)
 		}
 		cancel()
 	}
@@ -565,6 +584,9 @@ func (r receiver) Deliver(m *Message) {
 	n := t.deliverLocked(m)
 	t.mu.Unlock()
 	r.h.observe(Event{Type: EventDeliver, Topic: m.Topic, N: n})
+	if tr := r.h.opts.Tracer; tr != nil {
+		tr.Delivered(m, n)
+	}
 }
 
 func (r receiver) Resync(topic string) {
@@ -641,7 +663,7 @@ func (h *Hub) recover(t *topic) {
 				}
 				continue // the backlog had another gap
 			}
-			h.observe(Event{Type: EventError, Topic: t.name, Err: fmt.Errorf("resync history: %w", err)})
+			h.backgroundError(t.name, "resync", err)
 			select {
 			case <-h.done:
 				return

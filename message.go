@@ -14,9 +14,11 @@ import (
 // lost (a memory backplane restarted, a Redis flushed), the epoch changes and
 // an old Seq means nothing in the new one. A topic that was never published to
 // is at Seq 0; its Epoch may then be empty.
+//
+// It marshals to JSON with the wire protocol's names, {"epoch":...,"seq":N}.
 type Position struct {
-	Epoch string
-	Seq   uint64
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
 }
 
 // String formats p as "epoch:seq".
@@ -29,15 +31,18 @@ func (p Position) String() string {
 // A Message is immutable once a backplane has delivered it: many sessions
 // read it concurrently, and its encodings are cached with it. Data and Header
 // must not be modified after the message is handed to the hub.
+//
+// It marshals to JSON with the wire protocol's names; Data, any bytes, as
+// base64 in "data64".
 type Message struct {
-	Topic    string
-	Position Position
+	Topic    string   `json:"topic"`
+	Position Position `json:"position"`
 	// Key, when not empty, makes the message the topic's current state for
 	// that key (see [Hub.Publish] and snapshots).
-	Key    string
-	Data   []byte
-	Time   time.Time
-	Header map[string]string
+	Key    string            `json:"key,omitempty"`
+	Data   []byte            `json:"data64"`
+	Time   time.Time         `json:"time"`
+	Header map[string]string `json:"header,omitempty"`
 
 	enc [maxEncodings]atomic.Pointer[[]byte]
 }

@@ -63,6 +63,11 @@ const MaxIdempotencyKeyLength = payload.MaxIdempotencyKeyLength
 // a field given twice, an unknown field or anything after the object is a
 // bad request.
 //
+// The request's W3C trace context, its traceparent and tracestate headers
+// (at most 55 and 512 bytes; longer ones are ignored), travels with the
+// message as the header entries of those names, unless the body's header
+// sets them, and a [Tracer] continues the trace.
+//
 // The request is authenticated with [Hub.Authenticate] (transport "http")
 // and authorized with [Hub.Authorize] and [ActionPublish]; credentials from
 // the access_token cookie are refused on requests of other origins (see
@@ -99,31 +104,31 @@ type publishHandler struct {
 func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		WriteError(w, http.StatusMethodNotAllowed, fmt.Errorf("%w: method %s, use POST", ErrBadRequest, r.Method))
+		h.refuse(w, http.StatusMethodNotAllowed, "", fmt.Errorf("%w: method %s, use POST", ErrBadRequest, r.Method))
 		return
 	}
 	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
-		WriteError(w, http.StatusUnsupportedMediaType, err)
+		h.refuse(w, http.StatusUnsupportedMediaType, "", err)
 		return
 	}
 	creds, fromCookie := credentialsFromRequest(r, "http")
 	if fromCookie && h.crossOrigin(r) {
-		WriteError(w, http.StatusForbidden, fmt.Errorf("%w: the access_token cookie is not accepted from pages of another origin", ErrForbidden))
+		h.refuse(w, http.StatusForbidden, "", fmt.Errorf("%w: the access_token cookie is not accepted from pages of another origin", ErrForbidden))
 		return
 	}
-	ctx := r.Context()
+	ctx := withRequestTrace(r.Context(), r.Header.Get(HeaderTraceparent), r.Header.Get(HeaderTracestate))
 	p, err := h.hub.Authenticate(ctx, creds)
 	if err != nil {
-		WriteError(w, HTTPStatus(err), err)
+		h.refuse(w, HTTPStatus(err), "", err)
 		return
 	}
 	req, err := h.readRequest(w, r)
 	if err != nil {
-		WriteError(w, HTTPStatus(err), err)
+		h.refuse(w, HTTPStatus(err), "", err)
 		return
 	}
 	if err := h.hub.Authorize(ctx, p, req.Topic, ActionPublish); err != nil {
-		WriteError(w, HTTPStatus(err), err)
+		h.refuse(w, HTTPStatus(err), req.Topic, err)
 		return
 	}
 	opts := make([]PublishOption, 0, 3)
@@ -136,7 +141,7 @@ func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if req.IdempotencyKey != "" {
 		opts = append(opts, WithIdempotencyKey(req.IdempotencyKey))
 	}
-	pos, err := h.hub.Publish(ctx, req.Topic, req.Data, opts...)
+	pos, err := h.hub.publishAs(ctx, "http", req.Topic, req.Data, opts)
 	if err != nil {
 		if ctx.Err() != nil {
 			return // the client went away; nobody reads an answer
@@ -159,6 +164,13 @@ func (h *publishHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b = append(b, '\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)
+}
+
+// refuse answers a publish that failed before it reached the hub, and
+// reports it as [EventPublishFailed].
+func (h *publishHandler) refuse(w http.ResponseWriter, status int, topic string, err error) {
+	h.hub.observe(Event{Type: EventPublishFailed, Topic: topic, Transport: "http", Err: err})
+	WriteError(w, status, err)
 }
 
 // checkContentType accepts application/json, with charset=utf-8 as its

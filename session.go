@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -102,8 +103,10 @@ type Session struct {
 	lastRefill time.Time
 	pendN      int // live messages waiting in subscriptions' pending
 	pendBytes  int
+	transport  string    // set by Attach, for events
+	created    time.Time // for inspection
 
-	_ [64]byte // to 256 bytes
+	_ [24]byte // to 256 bytes
 }
 
 // subscription is one session's interest in one topic.
@@ -136,6 +139,7 @@ func (h *Hub) NewSession(p Principal) (*Session, error) {
 		subs:       make(map[string]*subscription),
 		tokens:     float64(h.opts.CommandBurst),
 		lastRefill: time.Now(),
+		created:    time.Now(),
 		notify:     make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
@@ -179,6 +183,30 @@ func (s *Session) Allow() bool {
 // matches [ErrInvalidTopic], [ErrForbidden], [ErrAlreadySubscribed],
 // [ErrTooManySubscriptions], [ErrClosed] or the backplane's error.
 func (s *Session) Subscribe(ctx context.Context, req SubscribeRequest) error {
+	err := s.subscribe(ctx, req)
+	if err != nil {
+		s.observeFailure(EventSubscribeFailed, req.Topic, err)
+		return err
+	}
+	s.hub.observe(Event{Type: EventSubscribe, Topic: req.Topic, Session: s.id})
+	return nil
+}
+
+// observeFailure reports a client's failed subscribe or publish.
+func (s *Session) observeFailure(t EventType, topic string, err error) {
+	if s.hub.opts.Observer == nil {
+		return
+	}
+	if errors.Is(err, ErrInvalidTopic) {
+		topic = "" // not a topic: whatever the client sent
+	}
+	s.mu.Lock()
+	tr := s.transport
+	s.mu.Unlock()
+	s.hub.observe(Event{Type: t, Topic: topic, Session: s.id, Transport: tr, Err: err})
+}
+
+func (s *Session) subscribe(ctx context.Context, req SubscribeRequest) error {
 	if err := ValidateTopic(req.Topic); err != nil {
 		return err
 	}
@@ -251,8 +279,6 @@ func (s *Session) Subscribe(ctx context.Context, req SubscribeRequest) error {
 	}
 	s.mu.Unlock()
 	s.signal()
-
-	s.hub.observe(Event{Type: EventSubscribe, Topic: req.Topic, Session: s.id})
 	return nil
 }
 
@@ -335,12 +361,17 @@ func (s *Session) Publish(ctx context.Context, id, topic string, data []byte, op
 	// malformed publish is a bad request whoever sends it.
 	m, idem, err := s.hub.newMessage(topic, data, opts)
 	if err != nil {
+		s.observeFailure(EventPublishFailed, topic, err)
 		return err
 	}
 	if err := s.hub.Authorize(ctx, s.principal, topic, ActionPublish); err != nil {
+		s.observeFailure(EventPublishFailed, topic, err)
 		return err
 	}
-	pos, err := s.hub.publish(ctx, m, idem)
+	s.mu.Lock()
+	tr := s.transport
+	s.mu.Unlock()
+	pos, err := s.hub.publish(ctx, m, idem, tr)
 	if err != nil {
 		return err
 	}
@@ -366,6 +397,19 @@ func (s *Session) Reply(r Reply) {
 // middle of its fan-out queues more: under load, batches grow; when nothing
 // else is runnable, the yield returns at once.
 func (s *Session) Next(ctx context.Context, buf []Frame) ([]Frame, error) {
+	return s.next(ctx, buf, nil)
+}
+
+// batchStats describes what the writer took from the queue, for
+// [EventWrite].
+type batchStats struct {
+	queued int       // frames queued when the batch was taken
+	live   int       // live messages taken
+	oldest time.Time // when the first live message taken was published
+}
+
+// next is Next, and counts what it takes in st unless st is nil.
+func (s *Session) next(ctx context.Context, buf []Frame, st *batchStats) ([]Frame, error) {
 	max := cap(buf)
 	if max == 0 {
 		max = 256
@@ -374,7 +418,10 @@ func (s *Session) Next(ctx context.Context, buf []Frame) ([]Frame, error) {
 	for {
 		s.mu.Lock()
 		if s.queue.n > 0 && (s.closing == nil || s.drain) {
-			buf = s.queue.pop(buf, max)
+			if st != nil && s.queue.n > st.queued {
+				st.queued = s.queue.n
+			}
+			buf = s.queue.pop(buf, max, st)
 			s.mu.Unlock()
 			if len(buf) == 0 {
 				continue // only frames dropped after they were queued
@@ -444,7 +491,11 @@ func (s *Session) Close(code CloseCode, reason string) {
 		}
 	}
 	h.sessMu.Unlock()
-	h.observe(Event{Type: EventSessionClose, Session: s.id, Code: s.closing.Code})
+	s.mu.Lock()
+	tr, cf := s.transport, s.closing
+	s.mu.Unlock()
+	h.observe(Event{Type: EventSessionClose, Session: s.id, Transport: tr, Code: cf.Code})
+	h.logClose(s, tr, cf)
 }
 
 // close marks the session closing without leaving its topics, so that it
@@ -659,7 +710,7 @@ func (q *frameQueue) dropOwed(topic string) {
 	}
 }
 
-func (q *frameQueue) pop(dst []Frame, max int) []Frame {
+func (q *frameQueue) pop(dst []Frame, max int, st *batchStats) []Frame {
 	mask := len(q.buf) - 1
 	popped := len(dst)
 	for q.n > 0 && len(dst) < max {
@@ -667,6 +718,12 @@ func (q *frameQueue) pop(dst []Frame, max int) []Frame {
 		switch {
 		case e.msg != nil:
 			dst = append(dst, Frame{Type: FrameMessage, Message: e.msg})
+			if st != nil && !e.owed {
+				if st.live == 0 {
+					st.oldest = e.msg.Time
+				}
+				st.live++
+			}
 		case e.other != nil:
 			dst = append(dst, *e.other)
 		}

@@ -104,19 +104,21 @@ func (t *topic) removeSub(s *subscription) {
 }
 
 // Topic describes a topic that has subscribers on this hub.
+// It marshals to JSON as {"topic","subscribers","position"}.
 type Topic struct {
-	Name string
+	Name string `json:"topic"`
 	// Subscribers is the number of local sessions subscribed.
-	Subscribers int
+	Subscribers int `json:"subscribers"`
 	// Position is that of the last message this hub delivered; zero before
 	// the first.
-	Position Position
+	Position Position `json:"position"`
 }
 
 // Topics lists the topics that have subscribers on this hub, in no
-// particular order.
+// particular order; an idle hub's list is empty, not nil, so that it
+// encodes as [] in JSON.
 func (h *Hub) Topics() []Topic {
-	var l []Topic
+	l := []Topic{}
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.RLock()

@@ -59,6 +59,11 @@ type ConnOptions struct {
 	// of a topic after its end are not written. Default: none, the
 	// connection does not end by itself.
 	EndAfterFinal []string
+	// Transport names the transport in the hub's events and metrics
+	// ([EventAttach], [EventWrite], [EventSessionClose]): "websocket",
+	// "sse", "grpc", or a third-party transport's own short name.
+	// Default: "other".
+	Transport string
 }
 
 // ReasonTopicEnded is the reason of the close frame that ends a stream whose
@@ -162,6 +167,9 @@ func (s *Session) Attach(c Conn, opts *ConnOptions) {
 	if w.opts.WriteTimeout <= 0 {
 		w.opts.WriteTimeout = s.hub.opts.WriteTimeout
 	}
+	if w.opts.Transport == "" {
+		w.opts.Transport = "other"
+	}
 	if len(w.opts.EndAfterFinal) > 0 {
 		w.open = make(map[string]bool, len(w.opts.EndAfterFinal))
 		for _, t := range w.opts.EndAfterFinal {
@@ -171,6 +179,17 @@ func (s *Session) Attach(c Conn, opts *ConnOptions) {
 	w.lastWrite.Store(time.Now().UnixNano())
 	if !s.writer.CompareAndSwap(nil, w) {
 		panic("fanout: Session.Attach called twice")
+	}
+	// A session that has ended already is not counted as a connection:
+	// its close event, emitted or not yet, carries no transport.
+	s.mu.Lock()
+	released := s.released
+	if !released {
+		s.transport = w.opts.Transport
+	}
+	s.mu.Unlock()
+	if !released {
+		s.hub.observe(Event{Type: EventAttach, Session: s.id, Transport: w.opts.Transport})
 	}
 	if d := w.opts.Heartbeat; d > 0 {
 		w.beat = time.AfterFunc(d, w.heartbeat)
@@ -296,10 +315,15 @@ func (w *writer) writeBatch() (wrote, ok bool) {
 	s := w.s
 	fp := framePool.Get().(*[]Frame)
 	defer func() { framePool.Put(fp) }()
-	batch, err := s.Next(nonBlocking, (*fp)[:0:maxBatch])
+	var stats batchStats
+	st := &stats
+	if s.hub.opts.Observer == nil {
+		st = nil
+	}
+	batch, err := s.next(nonBlocking, (*fp)[:0:maxBatch], st)
 	if n := len(batch); n > 0 && n < maxBatch && batch[n-1].Type != FrameClose {
 		// Whatever came meanwhile, up to the close frame, goes along.
-		more, _ := s.Next(nonBlocking, batch[n:n:maxBatch])
+		more, _ := s.next(nonBlocking, batch[n:n:maxBatch], st)
 		batch = batch[:n+len(more)]
 	}
 	defer func() {
@@ -335,7 +359,19 @@ func (w *writer) writeBatch() (wrote, ok bool) {
 	} else {
 		err = w.c.WriteFrames(batch, w.deadline())
 	}
+	if st != nil && err == nil {
+		w.observeWrite(st)
+	}
 	return true, w.done(err, cf)
+}
+
+// observeWrite reports a write as [EventWrite].
+func (w *writer) observeWrite(st *batchStats) {
+	e := Event{Type: EventWrite, Session: w.s.id, Transport: w.opts.Transport, N: st.live, Queue: st.queued}
+	if st.live > 0 {
+		e.Duration = time.Since(st.oldest)
+	}
+	w.s.hub.observe(e)
 }
 
 func (w *writer) deadline() time.Time { return time.Now().Add(w.opts.WriteTimeout) }

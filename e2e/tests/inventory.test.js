@@ -35,7 +35,7 @@ const stockFlag = (stock) => Object.entries(stock).map(([k, v]) => `${k}=${v}`).
 // inventory starts the example on port with the given initial stock and no
 // simulation, so that only the test changes stock.
 async function inventory(t, port, stock, logName) {
-  const srv = await startServer(binary, ['-addr', `127.0.0.1:${port}`, '-simulate=false', '-stock', stockFlag(stock)], { logName });
+  const srv = await startServer(binary, ['-addr', `127.0.0.1:${port}`, '-insecure', '-simulate=false', '-stock', stockFlag(stock)], { logName });
   t.after(() => srv.stop('SIGKILL'));
   return srv;
 }

@@ -13,12 +13,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/gofanout/fanout"
 	fnats "github.com/gofanout/fanout/backplane/nats"
 	fredis "github.com/gofanout/fanout/backplane/redis"
 	"github.com/gofanout/fanout/client"
+	"github.com/gofanout/fanout/metrics"
 	"github.com/gofanout/fanout/transport/websocket"
 )
 
@@ -113,7 +116,11 @@ func connect(ctx context.Context, cfg config) (func() fanout.Backplane, func() e
 }
 
 func (c *cluster) startNode(name, addr string, bp fanout.Backplane, logger *slog.Logger) (*node, error) {
-	hub, err := fanout.NewHub(&fanout.HubOptions{Backplane: bp, Logger: logger.With("node", name)})
+	// Each node has its own registry, as each would be its own process.
+	reg := prometheus.NewRegistry()
+	m := metrics.New(&metrics.Options{ConstLabels: prometheus.Labels{"node": name}})
+	reg.MustRegister(m)
+	hub, err := fanout.NewHub(&fanout.HubOptions{Backplane: bp, Logger: logger.With("node", name), Observer: m})
 	if err != nil {
 		bp.Close()
 		return nil, err
@@ -127,6 +134,18 @@ func (c *cluster) startNode(name, addr string, bp fanout.Backplane, logger *slog
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", websocket.New(hub, nil))
 	mux.HandleFunc("/publish", n.publish) // it answers other methods than POST itself
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		// 503 while draining or while the backplane is unreachable.
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := hub.Ready(ctx); err != nil {
+			fanout.WriteError(w, http.StatusServiceUnavailable, err)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
 	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	c.wg.Go(func() { n.srv.Serve(ln) })
 	return n, nil

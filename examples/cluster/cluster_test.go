@@ -188,3 +188,35 @@ func TestUnknownBackplane(t *testing.T) {
 		t.Fatalf("start with an unknown backplane: got %v, want an error naming it", err)
 	}
 }
+
+func TestOperationsEndpoints(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, "redis")
+	base := fmt.Sprintf("http://%s", c.nodes[1].ln.Addr())
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 {
+		t.Errorf("healthz: got %d %s", code, body)
+	}
+	if code, body := get("/readyz"); code != 200 {
+		t.Errorf("readyz: got %d %s", code, body)
+	}
+	resp, err := http.Post(base+"/publish?topic=ops", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	code, body := get("/metrics")
+	if code != 200 || !strings.Contains(body, `fanout_published_messages_total{node="node-2"} 1`) ||
+		!strings.Contains(body, `fanout_backplane_duration_seconds_count{node="node-2",op="ready"} 1`) {
+		t.Errorf("metrics: got %d\n%s", code, body)
+	}
+}

@@ -10,9 +10,12 @@
 // At start it plays that scenario with Go clients and prints each step;
 // then it keeps serving until interrupted. Each node serves WebSocket
 // clients at /ws and takes publishes at POST /publish?topic=T (the body is
-// the message), so that you can try it by hand:
+// the message), so that you can try it by hand, and serves /metrics
+// (Prometheus, labelled with the node), /healthz and /readyz (503 while its
+// backplane is unreachable: stop Redis or NATS and see):
 //
 //	curl -X POST 'localhost:8082/publish?topic=news' -d 'hello from node 2'
+//	curl localhost:8082/readyz
 package main
 
 import (
@@ -43,9 +46,13 @@ func run() error {
 	name := flag.String("name", "cluster-example", "names the backplane's streams or keys, to keep the example's data apart")
 	demo := flag.Bool("demo", true, "play the scenario with Go clients at start")
 	drain := flag.Duration("shutdown-timeout", 10*time.Second, "how long to drain connections on SIGINT/SIGTERM")
+	jsonLogs := flag.Bool("json", false, "log in JSON")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *jsonLogs {
+		logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	c, err := start(ctx, config{

@@ -1,16 +1,20 @@
 // Command inventory is a live inventory board: every browser that opens it
 // sees each product's stock at once, and every change within milliseconds.
 //
-//	go run ./examples/inventory            # http://localhost:8080
+//	INVENTORY_TOKEN=s3cret go run ./examples/inventory   # http://127.0.0.1:8080
 //
 // The inventory service reports a change by posting its event:
 //
-//	curl -X POST localhost:8080/events \
+//	curl -X POST 127.0.0.1:8080/events -H 'Authorization: Bearer s3cret' \
 //	  -d '{"ProductId":"SKU-1","NewQuantity":5,"Timestamp":1700000000000}'
 //
-// With -token (or INVENTORY_TOKEN), POST /events and POST /publish need
-// "Authorization: Bearer <token>". It uses the in-memory backplane, so it
-// needs nothing else; -simulate (on by default) changes stock every
+// POST /events, POST /publish and GET /inspect need "Authorization: Bearer
+// <token>" with the token of -token (or INVENTORY_TOKEN); started without
+// one, the server refuses to run unless -insecure says that anyone who
+// reaches it may publish. It listens on loopback unless -addr says
+// otherwise, logs with slog (JSON with -json), and serves /healthz,
+// /readyz and /metrics (Prometheus). It uses the in-memory backplane, so
+// it needs nothing else; -simulate (on by default) changes stock every
 // -interval so that the board moves by itself.
 package main
 
@@ -38,15 +42,25 @@ func main() {
 }
 
 func run() error {
-	addr := flag.String("addr", ":8080", "address to listen on")
-	token := flag.String("token", os.Getenv("INVENTORY_TOKEN"), "bearer token required by POST /events and /publish (default $INVENTORY_TOKEN; empty: no auth)")
+	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on (\":8080\" for every interface)")
+	token := flag.String("token", os.Getenv("INVENTORY_TOKEN"), "bearer token required by POST /events, /publish and GET /inspect (default $INVENTORY_TOKEN)")
+	insecure := flag.Bool("insecure", false, "without a token, let anyone who reaches the server publish and inspect")
+	jsonLogs := flag.Bool("json", false, "log in JSON")
 	simulate := flag.Bool("simulate", true, "change random products' stock every -interval")
 	interval := flag.Duration("interval", 2*time.Second, "how often -simulate changes stock")
 	stock := flag.String("stock", "", "initial stock, overriding the built-in catalogue's: SKU-1=10,SKU-3=0")
 	drain := flag.Duration("shutdown-timeout", 10*time.Second, "how long to drain connections on SIGINT/SIGTERM")
 	flag.Parse()
 
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var logger *slog.Logger
+	if *jsonLogs {
+		logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	} else {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if err := checkAuth(*token, *insecure); err != nil {
+		return err
+	}
 	catalog, err := parseStock(defaultCatalog(), *stock)
 	if err != nil {
 		return err
@@ -99,4 +113,13 @@ func run() error {
 		err = nil
 	}
 	return errors.Join(err, herr, serr)
+}
+
+// checkAuth refuses to start a server that anyone could publish to, unless
+// that is asked for.
+func checkAuth(token string, insecure bool) error {
+	if token == "" && !insecure {
+		return errors.New("no token: set -token or INVENTORY_TOKEN, or start with -insecure to let anyone publish")
+	}
+	return nil
 }

@@ -15,8 +15,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/client/js"
+	"github.com/gofanout/fanout/metrics"
 	"github.com/gofanout/fanout/transport/sse"
 	"github.com/gofanout/fanout/transport/websocket"
 )
@@ -87,10 +92,16 @@ func newServer(cfg config) (*server, error) {
 		s.catalog = append(s.catalog, p)
 		s.state[p.SKU] = &productState{sem: make(chan struct{}, 1)}
 	}
+	// The server's own registry, with the hub's series and the Go
+	// runtime's, served at /metrics.
+	reg := prometheus.NewRegistry()
+	m := metrics.New(nil)
+	reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hub, err := fanout.NewHub(&fanout.HubOptions{
 		Authenticate: s.authenticate,
 		Authorize:    s.authorize,
 		Logger:       cfg.Logger,
+		Observer:     m,
 	})
 	if err != nil {
 		return nil, err
@@ -110,7 +121,21 @@ func newServer(cfg config) (*server, error) {
 	s.ws = websocket.New(hub, nil)
 	s.mux.Handle("GET /ws", s.ws)
 	s.mux.Handle("GET /sse", sse.New(hub, nil))
+	// Operations: liveness (the process answers), readiness (the hub
+	// serves: a draining replica gets no new clients), metrics, and the
+	// inspection of topics and sessions for the inventory service's token.
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := hub.Ready(ctx); err != nil {
+			fanout.WriteError(w, http.StatusServiceUnavailable, err)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.mux.Handle("GET /inspect", fanout.NewInspectHandler(hub, nil))
 	return s, nil
 }
 
@@ -134,8 +159,14 @@ func (s *server) tokenOK(token string) bool {
 }
 
 // authorize lets anyone follow the inventory topics, and only the service
-// publish to them.
+// publish to them and inspect the server.
 func (s *server) authorize(_ context.Context, p fanout.Principal, topic string, a fanout.Action) error {
+	if a == fanout.ActionInspect {
+		if p.ID != serviceID {
+			return errors.New("inspection is for the inventory service")
+		}
+		return nil
+	}
 	if !strings.HasPrefix(topic, topicPrefix) {
 		return errors.New("not an inventory topic")
 	}

@@ -3,6 +3,7 @@ package fanoutgrpc
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/internal/wire"
@@ -38,26 +39,27 @@ type commandStream interface {
 // message: then it returns OK after a close frame 1000 "topic ended".
 // hc is nil on grpc.Server.
 func (s *Server) subscribe(ctx context.Context, req *fanoutv1.SubscribeRequest, out frameStream, hc *httpCall) error {
+	start := time.Now()
 	principal, err := s.authenticate(ctx)
 	if err != nil {
-		return errStatus(err)
+		return s.refuse(start, err)
 	}
 	if len(req.Subscriptions) == 0 {
-		return errStatus(fmt.Errorf("%w: subscribe: no subscriptions", fanout.ErrBadRequest))
+		return s.refuse(start, fmt.Errorf("%w: subscribe: no subscriptions", fanout.ErrBadRequest))
 	}
 	seen := make(map[string]bool, len(req.Subscriptions))
 	for _, sub := range req.Subscriptions {
 		if err := fanout.ValidateTopic(sub.Topic); err != nil {
-			return errStatus(err)
+			return s.refuse(start, err)
 		}
 		if seen[sub.Topic] {
-			return errStatus(fmt.Errorf("%w: subscribe: topic %q given twice", fanout.ErrBadRequest, sub.Topic))
+			return s.refuse(start, fmt.Errorf("%w: subscribe: topic %q given twice", fanout.ErrBadRequest, sub.Topic))
 		}
 		seen[sub.Topic] = true
 	}
 	sess, err := s.hub.NewSession(principal)
 	if err != nil {
-		return errStatus(err)
+		return s.refuse(start, err)
 	}
 	defer sess.Close(fanout.CloseGoingAway, "")
 	st := s.newStream(sess, out.Send, hc)
@@ -66,6 +68,7 @@ func (s *Server) subscribe(ctx context.Context, req *fanoutv1.SubscribeRequest, 
 		topics[i] = sub.Topic
 	}
 	s.attach(st, topics)
+	s.hub.ObserveHandshake("grpc", start, nil)
 	for _, sub := range req.Subscriptions {
 		if !sess.Allow() {
 			sess.Close(fanout.CloseRateLimited, "")
@@ -85,16 +88,18 @@ func (s *Server) subscribe(ctx context.Context, req *fanoutv1.SubscribeRequest, 
 // session's writer, and a reader goroutine, which it starts, executes the
 // client's commands.
 func (s *Server) connect(ctx context.Context, stream commandStream, hc *httpCall) error {
+	start := time.Now()
 	principal, err := s.authenticate(ctx)
 	if err != nil {
-		return errStatus(err)
+		return s.refuse(start, err)
 	}
 	sess, err := s.hub.NewSession(principal)
 	if err != nil {
-		return errStatus(err)
+		return s.refuse(start, err)
 	}
 	st := s.newStream(sess, stream.Send, hc)
 	s.attach(st, nil)
+	s.hub.ObserveHandshake("grpc", start, nil)
 
 	cmdCtx, cancel := context.WithCancel(ctx)
 	reading := make(chan struct{})
@@ -206,4 +211,11 @@ func (s *Server) publish(ctx context.Context, req *fanoutv1.PublishRequest) (*fa
 		return nil, errStatus(err)
 	}
 	return &fanoutv1.PublishResponse{Position: position(pos)}, nil
+}
+
+// refuse reports a call refused before its stream started, and returns its
+// status.
+func (s *Server) refuse(start time.Time, err error) error {
+	s.hub.ObserveHandshake("grpc", start, err)
+	return errStatus(err)
 }

@@ -57,7 +57,7 @@ func (s *Server) newStream(sess *fanout.Session, send func(*fanoutv1.Frames) err
 
 // attach hands the stream to the session's writer.
 func (s *Server) attach(st *stream, endAfterFinal []string) {
-	st.sess.Attach(st, &fanout.ConnOptions{Heartbeat: s.opts.Heartbeat, EndAfterFinal: endAfterFinal})
+	st.sess.Attach(st, &fanout.ConnOptions{Heartbeat: s.opts.Heartbeat, EndAfterFinal: endAfterFinal, Transport: "grpc"})
 }
 
 // wait returns the call's status once the stream ended, or once the client

@@ -104,13 +104,17 @@ type stream struct {
 
 // ServeHTTP serves one stream. See the package documentation.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		fanout.WriteError(w, http.StatusMethodNotAllowed, fmt.Errorf("%w: method %s, use GET", fanout.ErrBadRequest, r.Method))
+		err := fmt.Errorf("%w: method %s, use GET", fanout.ErrBadRequest, r.Method)
+		h.hub.ObserveHandshake("sse", start, err)
+		fanout.WriteError(w, http.StatusMethodNotAllowed, err)
 		return
 	}
 	topics, subs, snapshot, err := h.parse(r)
 	if err != nil {
+		h.hub.ObserveHandshake("sse", start, err)
 		fanout.WriteError(w, fanout.HTTPStatus(err), err)
 		return
 	}
@@ -118,12 +122,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A middleware hides the server's Flush: events would sit in a
 		// buffer. Fail loudly rather than stream nothing.
 		h.hub.Logger().Error("sse: the ResponseWriter cannot flush; does a middleware wrap it without Unwrap?")
+		h.hub.ObserveHandshake("sse", start, errNoFlush)
 		fanout.WriteError(w, http.StatusInternalServerError, errNoFlush)
 		return
 	}
 	ctx := r.Context()
 	principal, err := h.hub.Authenticate(ctx, fanout.CredentialsFromRequest(r, "sse"))
 	if err != nil {
+		h.hub.ObserveHandshake("sse", start, err)
 		fanout.WriteError(w, fanout.HTTPStatus(err), err)
 		return
 	}
@@ -137,6 +143,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sess, err := h.hub.NewSession(principal)
 	if err != nil {
+		h.hub.ObserveHandshake("sse", start, err)
 		h.refuse(w, err)
 		return
 	}
@@ -144,11 +151,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err := sess.Subscribe(ctx, req); err != nil {
 			sess.Close(fanout.CloseNormal, "subscribe failed")
 			if ctx.Err() == nil {
+				h.hub.ObserveHandshake("sse", start, err)
 				h.refuse(w, err)
 			}
 			return
 		}
 	}
+	h.hub.ObserveHandshake("sse", start, nil)
 	s := &stream{h: h, w: w, rc: http.NewResponseController(w), sess: sess, cur: topics, snapshot: snapshot}
 	s.run(ctx, r.ProtoMajor == 1 && r.ProtoMinor == 1, subs)
 	sess.Close(fanout.CloseGoingAway, "")
@@ -265,7 +274,7 @@ func (s *stream) run(ctx context.Context, http11 bool, subs []fanout.SubscribeRe
 	for i, sub := range subs {
 		topics[i] = sub.Topic
 	}
-	s.sess.Attach(s, &fanout.ConnOptions{Heartbeat: s.h.opts.HeartbeatInterval, EndAfterFinal: topics})
+	s.sess.Attach(s, &fanout.ConnOptions{Heartbeat: s.h.opts.HeartbeatInterval, EndAfterFinal: topics, Transport: "sse"})
 	select {
 	case <-s.sess.Detached():
 	case <-ctx.Done():

@@ -150,24 +150,25 @@ func New(hub *fanout.Hub, opts *Options) *Handler {
 // (unauthenticated), or, after Close or once the hub is shutting down, 503
 // (closed).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	h.mu.Lock()
 	closed := h.closed
 	h.mu.Unlock()
 	if closed {
-		fanout.WriteError(w, http.StatusServiceUnavailable, errShuttingDown)
+		h.refuse(w, start, http.StatusServiceUnavailable, errShuttingDown)
 		return
 	}
 	if status, err := checkHandshake(w, r); err != nil {
-		fanout.WriteError(w, status, err)
+		h.refuse(w, start, status, err)
 		return
 	}
 	if err := h.checkOrigin(r); err != nil {
-		fanout.WriteError(w, http.StatusForbidden, err)
+		h.refuse(w, start, http.StatusForbidden, err)
 		return
 	}
 	p, err := h.hub.Authenticate(r.Context(), fanout.CredentialsFromRequest(r, "websocket"))
 	if err != nil {
-		fanout.WriteError(w, fanout.HTTPStatus(err), err)
+		h.refuse(w, start, fanout.HTTPStatus(err), err)
 		return
 	}
 	// Past the checks, the handshake succeeds unless the server fails:
@@ -175,7 +176,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// gets its 503.
 	sess, err := h.hub.NewSession(p)
 	if err != nil {
-		fanout.WriteError(w, fanout.HTTPStatus(err), err)
+		h.refuse(w, start, fanout.HTTPStatus(err), err)
 		return
 	}
 	hj := &hijacker{ResponseWriter: w, writeBufferSize: h.opts.WriteBufferSize}
@@ -185,6 +186,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// that cannot be hijacked gets here: the server's failure.
 		sess.Close(fanout.CloseInternal, "handshake failed")
 		h.hub.Logger().Error("websocket: handshake failed", "err", err)
+		h.hub.ObserveHandshake("websocket", start, err)
 		return
 	}
 	ws.SetReadLimit(h.opts.ReadLimit)
@@ -194,14 +196,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.mu.Unlock()
 		sess.Close(fanout.CloseShutdown, "server shutting down")
 		ws.Close(websocket.StatusCode(fanout.CloseShutdown), "server shutting down")
+		h.hub.ObserveHandshake("websocket", start, errShuttingDown)
 		return
 	}
+	h.hub.ObserveHandshake("websocket", start, nil)
 	h.conns[c] = struct{}{}
 	h.wg.Add(1)
 	h.mu.Unlock()
 	// The request's goroutine returns, and with it net/http's buffers and
 	// the request: an idle connection keeps only what it needs.
 	go c.serve()
+}
+
+// refuse answers a handshake that is refused, and reports it.
+func (h *Handler) refuse(w http.ResponseWriter, start time.Time, status int, err error) {
+	h.hub.ObserveHandshake("websocket", start, err)
+	fanout.WriteError(w, status, err)
 }
 
 // errShuttingDown answers handshakes after Close.

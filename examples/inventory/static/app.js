@@ -7,14 +7,35 @@ const statusText = document.getElementById('status-text');
 const logList = document.getElementById('log');
 
 const LOW_STOCK = 5;
-const LOG_LINES = 12;
+const LOG_LINES = 20;
+
+// One format for every time the page shows: date and time, in the
+// browser's locale.
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+
+// What a close code (docs/PROTOCOL.md) means to someone watching the page.
+const CLOSE_MEANING = {
+  1000: 'closed',
+  1001: 'the server went away',
+  1006: 'connection lost',
+  1009: 'message too large',
+  1011: 'server error',
+  4000: 'the server is restarting',
+  4001: 'this page fell behind',
+  4002: 'not authorized',
+  4003: 'bad request',
+  4004: 'too many requests',
+  4005: 'the server lost track of updates',
+  4006: 'the connection stopped answering',
+};
+
 
 // log adds a line to the activity list, newest first.
 function log(text, kind = 'info') {
   const li = document.createElement('li');
   li.className = kind;
   const time = document.createElement('time');
-  time.textContent = new Date().toLocaleTimeString();
+  time.textContent = timeFormat.format(new Date());
   li.append(time, ' ', text);
   logList.prepend(li);
   while (logList.children.length > LOG_LINES) logList.lastChild.remove();
@@ -46,14 +67,18 @@ function showStatus(s) {
       text = 'Live';
       break;
     default: {
-      const why = s.code ? ` (${s.code}${s.reason ? ': ' + s.reason : ''})` : '';
-      text = s.willReconnect
-        ? `Disconnected${why}, retrying in ${(s.retryIn / 1000).toFixed(1)} s`
-        : `Disconnected${why}`;
+      // The pill says what happened; the activity log keeps the code too.
+      const meaning = CLOSE_MEANING[s.code] || (s.code ? 'disconnected' : '');
+      const retry = s.willReconnect ? `, retrying in ${(s.retryIn / 1000).toFixed(1)} s` : '';
+      text = `Disconnected${meaning ? ': ' + meaning : ''}${retry}`;
+      statusText.textContent = text;
+      const why = s.code ? ` (${s.code}${meaning ? ': ' + meaning : ''}${s.reason ? ', ' + s.reason : ''})` : '';
+      log(`Disconnected${why}${retry}`, 'warn');
+      return;
     }
   }
   statusText.textContent = text;
-  if (s.state !== 'connecting') log(text, s.state === 'connected' ? 'ok' : 'warn');
+  if (s.state !== 'connecting') log(text, 'ok');
 }
 
 // fetchProducts loads the catalogue, retrying until the server answers.
@@ -90,12 +115,13 @@ function makeRow(p) {
 }
 
 // render shows a product's stock event; anything else on the topic is
-// ignored.
+// ignored. It returns the quantity shown before, or undefined.
 function render(row, msg, animate) {
   const ev = msg.data;
   if (!ev || typeof ev !== 'object' || !Number.isSafeInteger(ev.NewQuantity) || ev.NewQuantity < 0) return;
   const q = ev.NewQuantity;
   const { tr, cells } = row;
+  const before = row.tr.dataset.stock;
   const changed = cells.stock.textContent !== String(q);
   cells.stock.textContent = String(q);
   tr.dataset.stock = String(q);
@@ -104,14 +130,14 @@ function render(row, msg, animate) {
   tr.dataset.state = state;
   cells.availability.textContent = state === 'out' ? 'Out of stock' : state === 'low' ? 'Low stock' : 'In stock';
   const when = Number.isSafeInteger(ev.Timestamp) ? new Date(ev.Timestamp) : new Date();
-  const today = when.toDateString() === new Date().toDateString();
-  cells.updated.textContent = today ? when.toLocaleTimeString() : when.toLocaleString();
+  cells.updated.textContent = timeFormat.format(when);
   cells.updated.title = `${when.toISOString()} · seq ${msg.seq}`;
   if (animate && changed) {
     tr.classList.remove('flash');
     void tr.offsetWidth; // restart the animation
     tr.classList.add('flash');
   }
+  return changed ? before : undefined;
 }
 
 // The transport: WebSocket, or Server-Sent Events with ?transport=sse.
@@ -132,7 +158,9 @@ async function main() {
         else row.cells.stock.textContent = '—';
       },
       onMessage(msg) {
-        if (msg.key === p.sku) render(row, msg, true);
+        if (msg.key !== p.sku) return;
+        const before = render(row, msg, true);
+        if (before !== undefined) log(`${p.name} (${p.sku}): ${before} → ${row.tr.dataset.stock} in stock`);
       },
       onReset() {
         noteLater('The server lost its history: reloaded the current stock of %s', p.sku, 'warn');
