@@ -24,15 +24,19 @@ func main() {
 }
 
 func run() error {
-	addr := flag.String("addr", ":8080", "HTTP address: the page, bookings, SSE, WebSocket, gRPC-Web, Connect, and gRPC over h2c")
-	grpcAddr := flag.String("grpc-addr", ":9090", "gRPC address (grpc.Server)")
+	addr := flag.String("addr", "127.0.0.1:8080", "HTTP address: the page, bookings, SSE, WebSocket, gRPC-Web, Connect, and gRPC over h2c")
+	grpcAddr := flag.String("grpc-addr", "127.0.0.1:9090", "gRPC address (grpc.Server)")
 	latency := flag.Duration("latency", 800*time.Millisecond, "how long each step takes")
 	drain := flag.Duration("drain", 20*time.Second, "how long a graceful shutdown may take")
 	redisAddr := flag.String("redis", os.Getenv("SAGA_REDIS_ADDR"), "Redis address of the backplane that replicas share (default $SAGA_REDIS_ADDR; empty: in-memory, one process)")
 	secret := flag.String("secret", os.Getenv("SAGA_SECRET"), "when set, a client follows a booking only with the token POST /bookings answers (default $SAGA_SECRET; empty: anyone follows any booking)")
+	jsonLogs := flag.Bool("json", false, "log in JSON")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *jsonLogs {
+		log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

@@ -443,3 +443,29 @@ func FuzzBookings(f *testing.F) {
 		}
 	})
 }
+
+// TestOperations checks the operator's endpoints: liveness, readiness (503
+// once draining) and the hub's Prometheus series.
+func TestOperations(t *testing.T) {
+	t.Parallel()
+	srv, err := saga.NewServer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	get := func(path string) (int, string) {
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		return w.Code, w.Body.String()
+	}
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Fatalf("readyz: got %d %s, want 200", code, body)
+	}
+	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "fanout_sessions") {
+		t.Fatalf("metrics: got %d, want 200 with the hub's series", code)
+	}
+	srv.Close()
+	if code, _ := get("/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz after Close: got %d, want 503", code)
+	}
+}

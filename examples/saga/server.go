@@ -15,8 +15,13 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/client/js"
+	"github.com/gofanout/fanout/metrics"
 	fanoutgrpc "github.com/gofanout/fanout/transport/grpc"
 	"github.com/gofanout/fanout/transport/sse"
 	"github.com/gofanout/fanout/transport/websocket"
@@ -59,6 +64,8 @@ type Server struct {
 	mux    *http.ServeMux
 	grpc   *grpc.Server
 	ready  atomic.Bool
+	// metrics is the registry served at /metrics.
+	metrics *prometheus.Registry
 }
 
 // NewServer creates a server with its hub.
@@ -73,7 +80,12 @@ func NewServer(cfg *Config) (*Server, error) {
 	if s.cfg.Logger == nil {
 		s.cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	ho := &fanout.HubOptions{Backplane: s.cfg.Backplane, Logger: s.cfg.Logger}
+	// The server's own registry, with the hub's series and the Go
+	// runtime's, served at /metrics.
+	s.metrics = prometheus.NewRegistry()
+	m := metrics.New(nil)
+	s.metrics.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ho := &fanout.HubOptions{Backplane: s.cfg.Backplane, Logger: s.cfg.Logger, Observer: m}
 	eo := &Options{Latency: s.cfg.Latency, Before: s.cfg.Before, Logger: s.cfg.Logger}
 	if len(s.cfg.Secret) > 0 {
 		ft := followTokens{secret: s.cfg.Secret}
@@ -99,6 +111,8 @@ func NewServer(cfg *Config) (*Server, error) {
 	s.mux.Handle("/ws", s.ws)
 	s.mux.Handle("/fanout.js", js.Handler())
 	s.mux.HandleFunc("/healthz", s.healthz)
+	s.mux.HandleFunc("/readyz", s.readyz)
+	s.mux.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 
 	// The gRPC services twice: on the HTTP address for browsers (gRPC-Web,
 	// Connect) and gRPC clients over h2c, and on grpc.Server.
@@ -124,6 +138,23 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !s.ready.Load() {
 		fanout.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("%w: draining", fanout.ErrClosed))
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// readyz answers 200 while the server takes new clients: it is not
+// draining, and its hub reaches the backplane.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !s.ready.Load() {
+		fanout.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("%w: draining", fanout.ErrClosed))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.hub.Ready(ctx); err != nil {
+		fanout.WriteError(w, http.StatusServiceUnavailable, err)
 		return
 	}
 	w.Write([]byte("ok\n"))
