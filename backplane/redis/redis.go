@@ -180,8 +180,12 @@ type Backplane struct {
 	ps     *goredis.PubSub      // created with the first subscription
 	subs   map[string]*subState // by channel name
 
-	done chan struct{}  // closed by Close
-	wg   sync.WaitGroup // the Pub/Sub loop
+	done  chan struct{}  // closed by Close
+	wg    sync.WaitGroup // the Pub/Sub loop
+	calls sync.WaitGroup // calls abandoned at their deadline (see call)
+	// ctxBound: the client bounds its calls by their context (see
+	// contextBound).
+	ctxBound bool
 }
 
 // subState is the node's subscription to one topic's channel.
@@ -232,12 +236,13 @@ func New(client goredis.UniversalClient, opts *Options) *Backplane {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &Backplane{
-		client: client,
-		opts:   o,
-		args:   newScriptArgs(&o),
-		log:    log,
-		subs:   make(map[string]*subState),
-		done:   make(chan struct{}),
+		client:   client,
+		ctxBound: contextBound(client),
+		opts:     o,
+		args:     newScriptArgs(&o),
+		log:      log,
+		subs:     make(map[string]*subState),
+		done:     make(chan struct{}),
 	}
 }
 
@@ -345,7 +350,7 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 	if m.Final() {
 		ttl, streamTTL, final = a.finalTTL, a.finalStreamTTL, a.final
 	}
-	res, err := publishScript.Run(ctx, b.client, k.all[:],
+	res, err := b.eval(ctx, "publish", publishScript, k.all[:],
 		newEpoch(),
 		appendBody(nil, m),
 		m.Key,
@@ -358,7 +363,7 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 		final,
 		a.slack,
 		streamTTL,
-	).Slice()
+	)
 	if err != nil {
 		return fanout.Position{}, b.opError("publish", err)
 	}
@@ -390,8 +395,8 @@ func (b *Backplane) History(ctx context.Context, topic string, after fanout.Posi
 		return fanout.History{}, err
 	}
 	k := b.keys(topic)
-	res, err := historyScript.Run(ctx, b.client, []string{k.pos(), k.stream(), k.snap()},
-		after.Epoch, after.Seq, b.args.historyAge, b.args.idleTTL).Slice()
+	res, err := b.eval(ctx, "history", historyScript, []string{k.pos(), k.stream(), k.snap()},
+		after.Epoch, after.Seq, b.args.historyAge, b.args.idleTTL)
 	if err != nil {
 		return fanout.History{}, b.opError("history", err)
 	}
@@ -430,8 +435,8 @@ func (b *Backplane) Snapshot(ctx context.Context, topic string) (fanout.Snapshot
 		return fanout.Snapshot{}, err
 	}
 	k := b.keys(topic)
-	res, err := snapshotScript.Run(ctx, b.client, []string{k.pos(), k.snap(), k.stream()},
-		b.args.idleTTL, b.args.historyAge).Slice()
+	res, err := b.eval(ctx, "snapshot", snapshotScript, []string{k.pos(), k.snap(), k.stream()},
+		b.args.idleTTL, b.args.historyAge)
 	if err != nil {
 		return fanout.Snapshot{}, b.opError("snapshot", err)
 	}
@@ -599,7 +604,10 @@ func (b *Backplane) Delete(ctx context.Context, topic string) error {
 		return err
 	}
 	k := b.keys(topic)
-	if err := b.client.Del(ctx, k.all[:]...).Err(); err != nil {
+	_, err := b.call(ctx, "delete", func(ctx context.Context) ([]any, error) {
+		return nil, b.client.Del(ctx, k.all[:]...).Err()
+	})
+	if err != nil {
 		return b.opError("delete", err)
 	}
 	return nil
@@ -622,6 +630,7 @@ func (b *Backplane) Close() error {
 		ps.Close()
 	}
 	b.wg.Wait()
+	b.calls.Wait()
 	return nil
 }
 
