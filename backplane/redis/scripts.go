@@ -9,7 +9,8 @@ import goredis "github.com/redis/go-redis/v9"
 //	                        everything stored, "s" = the last Seq handed
 //	                        out, "r" = when a publish last set the TTLs
 //	                        (Unix ms), "f" = "1" while the last publish
-//	                        was final
+//	                        was final, "b" = the run_id of the Redis
+//	                        process that wrote "e"
 //	{prefix:topic}:stream   the history: a stream capped by count and age,
 //	                        one entry per message, field "m" = the record
 //	{prefix:topic}:snap     the snapshot: hash of key -> record
@@ -25,6 +26,19 @@ import goredis "github.com/redis/go-redis/v9"
 // starts a new epoch and drops whatever else was left of the old one, and
 // reads report the topic as having no lineage. So no position is ever
 // handed out twice in one epoch, whatever expires first.
+//
+// A Redis process that did not write "e" (field "b" names another run_id)
+// may hold older data than was handed out: it restarted from an RDB or
+// append-only file that missed the last writes, or it is a replica
+// promoted before it had them. Its Seq may be behind, so the next publish
+// moves the topic to a new epoch, continuing the numbering: it drops the
+// history (of the old epoch) and relabels the snapshot's records with the
+// new epoch, so the snapshot stays whole. A run_id cannot come back with
+// stale data, since every process start makes a new one: the check holds
+// however far publishes move past the old head before anyone reads. Reads
+// keep serving the old epoch until that publish; positions they return
+// were handed out for the same messages, and a reader from a position
+// past the restored head gets an incomplete history.
 //
 // TTLs, with slack = min(HistoryAge, IdleTTL)/64. A publish sets them at
 // most once per slack (field "r"), so that a busy topic pays for it
@@ -66,7 +80,8 @@ var publishScript = goredis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id = ARGV[8]
-local h = redis.call('HMGET', KEYS[1], 'e', 's', 'f', 'r')
+local server = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local h = redis.call('HMGET', KEYS[1], 'e', 's', 'f', 'r', 'b')
 local epoch, seq = h[1], tonumber(h[2])
 local fresh = not epoch or not seq
 if fresh then
@@ -78,13 +93,23 @@ elseif id ~= '' then
 		return {0, prev}
 	end
 end
+local moved = not fresh and h[5] ~= server
+if moved then
+	epoch = ARGV[1]
+	redis.call('DEL', KEYS[2])
+	local snap = redis.call('HGETALL', KEYS[3])
+	for i = 1, #snap, 2 do
+		local rec = snap[i + 1]
+		redis.call('HSET', KEYS[3], snap[i], epoch .. string.sub(rec, string.find(rec, ' ', 1, true)))
+	end
+end
 seq = seq + 1
 local seqText = string.format('%d', seq)
 local final = ARGV[10] == '1'
 local ttl = tonumber(ARGV[9])
-local refresh = fresh or final or h[3] or now - tonumber(h[4] or 0) >= tonumber(ARGV[11])
+local refresh = fresh or moved or final or h[3] or now - tonumber(h[4] or 0) >= tonumber(ARGV[11])
 if refresh then
-	redis.call('HSET', KEYS[1], 'e', epoch, 's', seqText, 'r', string.format('%d', now))
+	redis.call('HSET', KEYS[1], 'e', epoch, 's', seqText, 'r', string.format('%d', now), 'b', server)
 	if final then
 		redis.call('HSET', KEYS[1], 'f', 1)
 	elseif h[3] then

@@ -219,7 +219,14 @@ func (s *Server) signalAndWait(sig syscall.Signal) error {
 
 // BGSave makes Redis write its RDB file, and waits until it is written.
 func (s *Server) BGSave(ctx context.Context) error {
-	before, err := s.redisCommand(ctx, "LASTSAVE")
+	saves := func() (string, bool, error) {
+		info, err := s.redisCommand(ctx, "INFO", "persistence")
+		if err != nil {
+			return "", false, err
+		}
+		return infoField(info, "rdb_saves"), infoField(info, "rdb_bgsave_in_progress") == "0", nil
+	}
+	before, _, err := saves()
 	if err != nil {
 		return err
 	}
@@ -227,17 +234,17 @@ func (s *Server) BGSave(ctx context.Context) error {
 		return err
 	}
 	for {
-		last, err := s.redisCommand(ctx, "LASTSAVE")
+		n, idle, err := saves()
 		if err != nil {
 			return err
 		}
-		info, err := s.redisCommand(ctx, "INFO", "persistence")
-		if err != nil {
-			return err
-		}
-		if last != before && strings.Contains(info, "rdb_bgsave_in_progress:0") {
-			if !strings.Contains(info, "rdb_last_bgsave_status:ok") {
-				return fmt.Errorf("chaos: BGSAVE failed: %s", info)
+		if n != before && idle {
+			info, err := s.redisCommand(ctx, "INFO", "persistence")
+			if err != nil {
+				return err
+			}
+			if infoField(info, "rdb_last_bgsave_status") != "ok" {
+				return fmt.Errorf("chaos: BGSAVE failed (see %s)", s.dir)
 			}
 			return nil
 		}
@@ -247,6 +254,16 @@ func (s *Server) BGSave(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// infoField returns a field of Redis's INFO text.
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // redisCommand sends one command and returns its reply's text: the value
