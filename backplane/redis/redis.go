@@ -96,7 +96,7 @@
 // go-redis retries a command after a network error or a read timeout
 // (redis.Options.MaxRetries), and Redis may run both copies. So every
 // publish carries an ID, its idempotency key or else a random one
-// remembered for a minute: a copy that finds its ID returns the first
+// remembered for one to three minutes: a copy that finds its ID returns the first
 // copy's position, and a publish that returns success is stored exactly
 // once. A publish that fails (ErrUnavailable) may still have been stored;
 // an application that retries it needs an idempotency key to avoid a
@@ -187,9 +187,10 @@ const (
 )
 
 const (
-	// retryWindow is how long the ID of a publish without an idempotency
-	// key is remembered: far longer than go-redis keeps retrying a command
-	// (MaxRetries times its timeouts), which is all it guards against.
+	// retryWindow is how long the retry ID of a publish without an
+	// idempotency key is remembered, at least: far longer than go-redis
+	// keeps retrying a command (MaxRetries times its timeouts), which is
+	// all it guards against.
 	retryWindow = time.Minute
 	// minConfirmWait bounds how long Subscribe waits for Redis to confirm
 	// a subscription when its context has no earlier deadline.
@@ -285,11 +286,11 @@ func New(client goredis.UniversalClient, opts *Options) *Backplane {
 // keys names the Redis keys and channel of one topic (see scripts.go).
 type keys struct {
 	base string    // {prefix:topic}, also the channel
-	all  [5]string // pos, stream, snap, idem, idemexp: the publish script's KEYS
+	all  [7]string // pos, stream, snap, idem, idemexp, retry, retryold: the publish script's KEYS
 }
 
 // keySuffixes follow the base in the names of a topic's keys.
-var keySuffixes = [5]string{":pos", ":stream", ":snap", ":idem", ":idemexp"}
+var keySuffixes = [7]string{":pos", ":stream", ":snap", ":idem", ":idemexp", ":retry", ":retryold"}
 
 // keys builds the names in one string, which they share.
 func (b *Backplane) keys(topic string) keys {
@@ -322,7 +323,7 @@ func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 // options, converted once.
 type scriptArgs struct {
 	historySize, historyAge, idemWindow any
-	retryWindow                         any // of a publish without a key
+	retryWindow                         any
 	idleTTL                             any // for reads
 	slack                               any
 	ttl, streamTTL                      any // of a publish
@@ -337,7 +338,7 @@ func newScriptArgs(o *Options) scriptArgs {
 		historySize:    o.HistorySize,
 		historyAge:     ms(o.HistoryAge),
 		idemWindow:     ms(o.IdempotencyWindow),
-		retryWindow:    ms(min(o.IdempotencyWindow, retryWindow)),
+		retryWindow:    ms(retryWindow),
 		idleTTL:        ms(o.IdleTTL),
 		slack:          ms(slack),
 		ttl:            ms(o.IdleTTL + slack),
@@ -388,9 +389,11 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 	if m.Final() {
 		ttl, streamTTL, final = a.finalTTL, a.finalStreamTTL, a.final
 	}
-	id, window := idempotencyKey, a.idemWindow
-	if id == "" {
-		id, window = retryID(), a.retryWindow
+	// A publish without an idempotency key gets a random retry ID:
+	// go-redis resends the same command, so every copy carries it.
+	var rid string
+	if idempotencyKey == "" {
+		rid = retryID()
 	}
 	res, err := b.eval(ctx, "publish", publishScript, k.all[:],
 		newEpoch(),
@@ -398,13 +401,15 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 		m.Key,
 		a.historySize,
 		a.historyAge,
-		window,
+		a.idemWindow,
 		k.base,
-		id,
+		idempotencyKey,
 		ttl,
 		final,
 		a.slack,
 		streamTTL,
+		rid,
+		a.retryWindow,
 	)
 	if err != nil {
 		return fanout.Position{}, b.opError("publish", err)
