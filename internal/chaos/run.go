@@ -121,9 +121,11 @@ func sleep(ctx context.Context, d time.Duration) {
 type Result struct {
 	Scenario, Backplane string
 	Report
-	CatchUp time.Duration // from the publisher's stop until every client had the last message
-	Err     error         // the run itself failed
-	Dir     string        // logs of a run with violations or an error
+	// CatchUp is how long after the fault's end every subscription had a
+	// message published after it (see [CatchUp]).
+	CatchUp time.Duration
+	Err     error  // the run itself failed
+	Dir     string // logs of a run with violations or an error
 }
 
 // Config configures [Run].
@@ -252,16 +254,17 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, bp string) (res Result
 	if err := sc.Fault(ctx, env, p.Fault); err != nil {
 		res.Err = fmt.Errorf("fault: %w", err)
 	}
+	end := time.Now()
 	sleep(ctx, p.After)
 	log := pub.stop()
-	start := time.Now()
 	last := lastAcked(log)
 	deadline := time.Now().Add(p.CatchUp)
 	for !rec.caughtUp(last) && time.Now().Before(deadline) && ctx.Err() == nil {
 		sleep(ctx, 50*time.Millisecond)
 	}
-	res.CatchUp = time.Since(start)
-	res.Report = Verify(log, rec.streams())
+	streams := rec.streams()
+	res.CatchUp = CatchUp(log, streams, end)
+	res.Report = Verify(log, streams)
 	return res
 }
 
@@ -335,7 +338,7 @@ func (r *recorder) read(sub *client.Subscription, st *Stream) {
 		if err != nil {
 			return
 		}
-		e := Event{Pos: ev.Position}
+		e := Event{Pos: ev.Position, At: time.Now()}
 		switch ev.Kind {
 		case client.EventMessage:
 			e.Kind, e.Data = Message, string(ev.Message.Data)
@@ -440,13 +443,10 @@ func startPublisher(ctx context.Context, p Params, urls []string) (*publisher, e
 			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 			pos, err := c.Publish(pctx, topic, []byte(data), client.WithKey("state"))
 			cancel()
+			pub.log = append(pub.log, Published{Topic: topic, Data: data, Pos: pos, Err: err, At: time.Now()})
 			if ctx.Err() != nil && err != nil {
-				// Stopped while this one was out: it may or may not
-				// have been published.
-				pub.log = append(pub.log, Published{Topic: topic, Data: data, Err: err})
-				return
+				return // stopped while this one was out: it may or may not have been published
 			}
-			pub.log = append(pub.log, Published{Topic: topic, Data: data, Pos: pos, Err: err})
 		}
 	}()
 	return pub, nil
@@ -495,4 +495,3 @@ func Failed(results []Result) error {
 	}
 	return errors.Join(errs...)
 }
-

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/gofanout/fanout"
 )
@@ -13,6 +14,7 @@ type Published struct {
 	Data  string
 	Pos   fanout.Position
 	Err   error
+	At    time.Time // when Publish returned
 }
 
 // EventKind is what a client saw.
@@ -33,6 +35,7 @@ type Event struct {
 	// Data is the message's (Message) or the snapshot's items (Snapshot).
 	Data  string
 	Items []Item
+	At    time.Time // when the client delivered it
 }
 
 // Item is a snapshot's item.
@@ -149,4 +152,42 @@ func Verify(log []Published, streams []Stream) Report {
 		}
 	}
 	return r
+}
+
+// CatchUp returns how long after end every subscription delivered a
+// message published after end, live or in a snapshot: the time clients
+// took to be current again after a fault. It is zero when nothing was
+// published after end.
+func CatchUp(log []Published, streams []Stream, end time.Time) time.Duration {
+	first := make(map[string]string) // per topic, the first message acknowledged after end
+	for _, p := range log {
+		if p.Err == nil && p.At.After(end) {
+			if _, ok := first[p.Topic]; !ok {
+				first[p.Topic] = p.Data
+			}
+		}
+	}
+	after := make(map[string]bool) // every message published after end
+	for _, p := range log {
+		if p.At.After(end) {
+			after[p.Topic+"\x00"+p.Data] = true
+		}
+	}
+	var worst time.Duration
+	for _, s := range streams {
+		if _, ok := first[s.Topic]; !ok {
+			continue
+		}
+		for _, e := range s.Events {
+			got := e.Kind == Message && after[s.Topic+"\x00"+e.Data]
+			for _, it := range e.Items {
+				got = got || after[s.Topic+"\x00"+it.Data]
+			}
+			if got {
+				worst = max(worst, e.At.Sub(end))
+				break
+			}
+		}
+	}
+	return worst
 }
