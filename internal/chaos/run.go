@@ -80,6 +80,13 @@ var Scenarios = []Scenario{
 		sleep(ctx, d) // publishes the RDB file will not have
 		return e.Storage.Restart()
 	}},
+	{Name: "storage-older-data", Backplanes: []string{"nats"}, Fault: func(ctx context.Context, e *Env, d time.Duration) error {
+		if err := e.Storage.SaveStore(); err != nil {
+			return err
+		}
+		sleep(ctx, d) // publishes the saved store will not have
+		return e.Storage.RestoreStore()
+	}},
 	{Name: "storage-sigstop", Backplanes: both, Fault: func(ctx context.Context, e *Env, d time.Duration) error {
 		if err := e.Storage.Stop(); err != nil {
 			return err

@@ -364,3 +364,32 @@ func freePort() (int, error) {
 func TempDir(name string) (string, error) {
 	return os.MkdirTemp("", "fanout-chaos-"+name+"-")
 }
+
+// SaveStore copies NATS's JetStream store aside while the server is
+// stopped (SIGSTOP), as a backup or what an OS crash leaves on disk would
+// be; [Server.RestoreStore] puts it back.
+func (s *Server) SaveStore() error {
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	defer s.Continue()
+	saved := filepath.Join(s.dir, "jetstream.saved")
+	os.RemoveAll(saved)
+	return os.CopyFS(saved, os.DirFS(filepath.Join(s.dir, "jetstream")))
+}
+
+// RestoreStore kills the server, puts back the store that SaveStore
+// saved, and starts the server again.
+func (s *Server) RestoreStore() error {
+	if err := s.Kill(); err != nil {
+		return err
+	}
+	store := filepath.Join(s.dir, "jetstream")
+	if err := os.RemoveAll(store); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(s.dir, "jetstream.saved"), store); err != nil {
+		return err
+	}
+	return s.Start()
+}
