@@ -51,10 +51,6 @@ type Scenario struct {
 	Backplanes []string
 	// AppendOnly runs Redis with its append-only file.
 	AppendOnly bool
-	// Known, when set, says why the scenario breaks a promise on some
-	// backplane today: its violations are reported but do not fail the
-	// run.
-	Known map[string]string
 	// Fault injects the fault, lasting about d, and ends it.
 	Fault func(ctx context.Context, e *Env, d time.Duration) error
 }
@@ -84,9 +80,7 @@ var Scenarios = []Scenario{
 		sleep(ctx, d) // publishes the RDB file will not have
 		return e.Storage.Restart()
 	}},
-	{Name: "storage-older-data", Backplanes: []string{"nats"}, Known: map[string]string{
-		"nats": "the NATS backplane does not detect a store restored from older data: positions are reused (docs/RELIABILITY.md)",
-	}, Fault: func(ctx context.Context, e *Env, d time.Duration) error {
+	{Name: "storage-older-data", Backplanes: []string{"nats"}, Fault: func(ctx context.Context, e *Env, d time.Duration) error {
 		if err := e.Storage.SaveStore(); err != nil {
 			return err
 		}
@@ -139,7 +133,6 @@ type Result struct {
 	CatchUp time.Duration
 	Err     error  // the run itself failed
 	Dir     string // logs of a run with violations or an error
-	Known   string // why violations are expected (Scenario.Known)
 }
 
 // Config configures [Run].
@@ -174,9 +167,6 @@ func Run(ctx context.Context, cfg Config) []Result {
 			r := runOne(ctx, cfg, sc, bp)
 			fmt.Fprintf(cfg.Out, "   published %d, failed %d, delivered %d, resets %d, violations %d, catch-up %v\n",
 				r.Published, r.Failed, r.Delivered, r.Resets, r.Violations, r.CatchUp.Round(time.Millisecond))
-			if r.Known != "" && r.Violations > 0 {
-				fmt.Fprintln(cfg.Out, "   known:", r.Known)
-			}
 			for _, v := range r.Examples {
 				fmt.Fprintln(cfg.Out, "   violation:", v)
 			}
@@ -201,7 +191,7 @@ func contains(list []string, s string) bool {
 // runOne runs one scenario on one backplane: storage, nodes, clients and
 // a publisher, the fault, and the verification.
 func runOne(ctx context.Context, cfg Config, sc Scenario, bp string) (res Result) {
-	res = Result{Scenario: sc.Name, Backplane: bp, Known: sc.Known[bp]}
+	res = Result{Scenario: sc.Name, Backplane: bp}
 	p := cfg.Params
 	dir, err := TempDir(sc.Name + "-" + bp)
 	if err != nil {
@@ -493,9 +483,6 @@ func Table(w io.Writer, results []Result) {
 	fmt.Fprintln(tw, "|---\t|---\t|---:\t|---:\t|---:\t|---:\t|---:\t|---:\t|")
 	for _, r := range results {
 		v := fmt.Sprint(r.Violations)
-		if r.Known != "" {
-			v += " (known)"
-		}
 		if r.Err != nil {
 			v += " (run failed: " + r.Err.Error() + ")"
 		}
@@ -505,12 +492,11 @@ func Table(w io.Writer, results []Result) {
 	tw.Flush()
 }
 
-// Failed reports whether any run failed or found a violation that is not
-// known.
+// Failed reports whether any run failed or found a violation.
 func Failed(results []Result) error {
 	var errs []error
 	for _, r := range results {
-		if r.Err != nil || r.Violations > 0 && r.Known == "" {
+		if r.Err != nil || r.Violations > 0 {
 			errs = append(errs, fmt.Errorf("%s on %s: %d violations, error %v (logs in %s)", r.Scenario, r.Backplane, r.Violations, r.Err, r.Dir))
 		}
 	}

@@ -159,9 +159,39 @@ func (s *Server) Kill() error { return s.signalAndWait(syscall.SIGKILL) }
 // persistence is on) and waits until the port is free.
 func (s *Server) Terminate() error { return s.signalAndWait(syscall.SIGTERM) }
 
-// Stop sends SIGSTOP: the server keeps its connections but answers
-// nothing, as a hung host does.
-func (s *Server) Stop() error { return s.signal(syscall.SIGSTOP) }
+// Stop sends SIGSTOP and waits until the process is stopped: the server
+// keeps its connections but answers nothing, as a hung host does.
+func (s *Server) Stop() error {
+	if err := s.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	pid := s.cmd.Process.Pid
+	s.mu.Unlock()
+	return waitStopped(pid)
+}
+
+// waitStopped waits until the process's state in /proc is "stopped": a
+// signal takes effect when the process is next scheduled, not when kill
+// returns.
+func waitStopped(pid int) error {
+	stat := fmt.Sprintf("/proc/%d/stat", pid)
+	deadline := time.Now().Add(startWait)
+	for {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			return nil // no /proc: take the signal as done
+		}
+		// The state follows the command name, which is in parentheses.
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("chaos: process %d not stopped after %v", pid, startWait)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // Continue sends SIGCONT after [Server.Stop].
 func (s *Server) Continue() error { return s.signal(syscall.SIGCONT) }
