@@ -550,6 +550,13 @@ func (b *Backplane) opError(op string, err error) error {
 	if errors.As(err, &rerr) && !transient(rerr.Error()) {
 		return fmt.Errorf("redis backplane: %s: %w", op, err)
 	}
+	if cc, ok := b.client.(*goredis.ClusterClient); ok {
+		// After a failover go-redis keeps sending a slot's commands to
+		// the dead primary until a MOVED reply or its reload interval
+		// (a minute by default): learn the new primaries now. Reloads
+		// are coalesced.
+		cc.ReloadState(context.Background())
+	}
 	return fmt.Errorf("redis backplane: %s: %w: %w", op, fanout.ErrUnavailable, err)
 }
 

@@ -54,7 +54,15 @@ func TestRestartFromOlderData(t *testing.T) {
 	if err := srv.Restart(); err != nil { // kill -9, then load the RDB file
 		t.Fatal(err)
 	}
-	after := publishN(t, bp, "rollback", 15) // past the old head
+	var after []fanout.Position
+	for i := range 15 { // past the old head, under another key
+		m := &fanout.Message{Topic: "rollback", Key: "later", Data: []byte(fmt.Sprint("after ", i)), Time: time.Now()}
+		p, err := bp.Publish(ctx, m, "")
+		if err != nil {
+			t.Fatalf("publish after the restart: %v", err)
+		}
+		after = append(after, p)
+	}
 	seen := make(map[fanout.Position]bool)
 	for _, p := range before {
 		seen[p] = true
@@ -78,8 +86,8 @@ func TestRestartFromOlderData(t *testing.T) {
 	if s.Position != after[len(after)-1] {
 		t.Fatalf("snapshot at %v, want %v", s.Position, after[len(after)-1])
 	}
-	if len(s.Items) != 3 {
-		t.Errorf("snapshot of %d items, want 3", len(s.Items))
+	if len(s.Items) != 4 {
+		t.Errorf("snapshot of %d items, want the 3 keys restored and the later one", len(s.Items))
 	}
 	for _, m := range s.Items {
 		if m.Position.Epoch != s.Position.Epoch || m.Position.Seq > s.Position.Seq {

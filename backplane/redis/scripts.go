@@ -118,7 +118,7 @@ if moved then
 	local snap = redis.call('HGETALL', KEYS[3])
 	for i = 1, #snap, 2 do
 		local rec = snap[i + 1]
-		redis.call('HSET', KEYS[3], snap[i], epoch .. string.sub(rec, string.find(rec, ' ', 1, true)))
+		redis.call('HSET', KEYS[3], snap[i], epoch .. string.sub(rec, (string.find(rec, ' ', 1, true))))
 	end
 end
 seq = seq + 1

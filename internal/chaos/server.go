@@ -152,6 +152,12 @@ func (s *Server) Start() error {
 	return nil
 }
 
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
 // Kill sends SIGKILL and waits until the port is free.
 func (s *Server) Kill() error { return s.signalAndWait(syscall.SIGKILL) }
 
