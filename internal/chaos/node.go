@@ -25,9 +25,10 @@ import (
 
 // NodeConfig is what a node process needs.
 type NodeConfig struct {
-	// Backplane is "redis" or "nats".
+	// Backplane is "redis", "redis-cluster" or "nats".
 	Backplane string
-	// Storage is Redis's host:port or NATS's URL.
+	// Storage is Redis's host:port, the comma-separated host:ports of a
+	// Redis Cluster, or NATS's URL.
 	Storage string
 	// Listen is the node's host:port.
 	Listen string
@@ -55,6 +56,9 @@ func RunNode(ctx context.Context, cfg NodeConfig) error {
 	switch cfg.Backplane {
 	case "redis":
 		rc := goredis.NewClient(&goredis.Options{Addr: cfg.Storage})
+		bp, closeBP = fredis.New(rc, &fredis.Options{Prefix: cfg.Name, Logger: log}), func() { rc.Close() }
+	case "redis-cluster":
+		rc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: strings.Split(cfg.Storage, ",")})
 		bp, closeBP = fredis.New(rc, &fredis.Options{Prefix: cfg.Name, Logger: log}), func() { rc.Close() }
 	case "nats":
 		nc, err := nats.Connect(cfg.Storage, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -40,7 +41,8 @@ var Long = Params{Nodes: 3, Clients: 50, Topics: 20, TopicsPerClient: 5, Rate: 2
 
 // Env is what a fault acts on.
 type Env struct {
-	Storage *Server
+	Storage *Server       // Redis or NATS, on one server
+	Cluster *RedisCluster // Redis Cluster, for the backplane "redis-cluster"
 	Nodes   []*Node
 }
 
@@ -93,6 +95,28 @@ var Scenarios = []Scenario{
 		}
 		sleep(ctx, d)
 		return e.Storage.Continue()
+	}},
+	{Name: "cluster-failover", Backplanes: []string{"redis-cluster"}, Fault: func(ctx context.Context, e *Env, d time.Duration) error {
+		// Kill a primary; its replica takes over. Then the old primary
+		// comes back, as a replica.
+		var primary *Server
+		for _, s := range e.Cluster.Servers {
+			if role, err := s.redisCommand(ctx, "INFO", "replication"); err == nil && infoField(role, "role") == "master" {
+				primary = s
+				break
+			}
+		}
+		if primary == nil {
+			return errors.New("no primary")
+		}
+		if err := primary.Kill(); err != nil {
+			return err
+		}
+		sleep(ctx, d)
+		if err := primary.Start(); err != nil {
+			return err
+		}
+		return e.Cluster.WaitOK(ctx)
 	}},
 	{Name: "node-kill9", Backplanes: both, Fault: func(ctx context.Context, e *Env, d time.Duration) error {
 		if err := e.Nodes[0].Kill(); err != nil {
@@ -213,19 +237,31 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, bp string) (res Result
 		if env.Storage != nil {
 			env.Storage.Close()
 		}
+		if env.Cluster != nil {
+			env.Cluster.Close()
+		}
 	}()
-	if bp == "redis" {
+	var storage string
+	switch bp {
+	case "redis":
 		env.Storage, err = StartRedis(dir, &RedisOptions{AppendOnly: sc.AppendOnly})
-	} else {
+		if err == nil {
+			storage = env.Storage.Addr()
+		}
+	case "redis-cluster":
+		env.Cluster, err = StartRedisCluster(dir)
+		if err == nil {
+			storage = strings.Join(env.Cluster.Addrs(), ",")
+		}
+	default:
 		env.Storage, err = StartNATS(dir, nil)
+		if err == nil {
+			storage = env.Storage.URL()
+		}
 	}
 	if err != nil {
 		res.Err = err
 		return res
-	}
-	storage := env.Storage.Addr()
-	if bp == "nats" {
-		storage = env.Storage.URL()
 	}
 	name := "chaos" + randomHex(4)
 	var urls []string
