@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // RedisCluster is a Redis Cluster of loopback redis-server processes:
@@ -165,6 +168,111 @@ func servesSlot(nodes, slot string) bool {
 
 // Close kills every server.
 func (c *RedisCluster) Close() error {
+	var errs []error
+	for _, s := range c.Servers {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// NATSCluster is a JetStream cluster of three loopback nats-server
+// processes.
+type NATSCluster struct {
+	Servers []*Server
+}
+
+// StartNATSCluster starts three nats-server processes that route to each
+// other as one JetStream cluster, each storing under its own directory of
+// dir, and waits until JetStream answers.
+func StartNATSCluster(dir string) (*NATSCluster, error) {
+	var routes []string
+	var cports []int
+	for range 3 {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		cports = append(cports, p)
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	c := &NATSCluster{}
+	for i := range 3 {
+		d := filepath.Join(dir, fmt.Sprint("nats", i))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			c.Close()
+			return nil, err
+		}
+		s, err := newNATS(d, &NATSOptions{Args: []string{
+			"-n", fmt.Sprint("n", i), "--cluster_name", "chaos",
+			"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", cports[i]),
+			"--routes", strings.Join(routes, ","),
+		}})
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.Servers = append(c.Servers, s)
+	}
+	// Start them together: a JetStream cluster elects its meta leader
+	// only once a majority runs.
+	errs := make(chan error, len(c.Servers))
+	for _, s := range c.Servers {
+		go func() { errs <- s.Start() }()
+	}
+	for range c.Servers {
+		if err := <-errs; err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startWait)
+	defer cancel()
+	if err := c.WaitJetStream(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// URL returns every server's URL, comma-separated, as nats.Connect takes
+// them.
+func (c *NATSCluster) URL() string {
+	var u []string
+	for _, s := range c.Servers {
+		u = append(u, s.URL())
+	}
+	return strings.Join(u, ",")
+}
+
+// WaitJetStream waits until JetStream answers an account info request
+// through the cluster.
+func (c *NATSCluster) WaitJetStream(ctx context.Context) error {
+	nc, err := nats.Connect(c.URL(), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("chaos: connect to the NATS cluster: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := js.AccountInfo(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("chaos: JetStream cluster not ready: %w (last: %v)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close kills every server.
+func (c *NATSCluster) Close() error {
 	var errs []error
 	for _, s := range c.Servers {
 		errs = append(errs, s.Close())

@@ -34,6 +34,8 @@ type NodeConfig struct {
 	Listen string
 	// Name names the backplane's keys or streams.
 	Name string
+	// Replicas is the NATS streams' replication factor. Default: 1.
+	Replicas int
 	// Logger receives the node's logs. Default: discarded.
 	Logger *slog.Logger
 }
@@ -66,7 +68,7 @@ func RunNode(ctx context.Context, cfg NodeConfig) error {
 		if err != nil {
 			return fmt.Errorf("connect to NATS: %w", err)
 		}
-		bp = fnats.New(nc, &fnats.Options{Prefix: cfg.Name, Stream: strings.ToUpper(cfg.Name)})
+		bp = fnats.New(nc, &fnats.Options{Prefix: cfg.Name, Stream: strings.ToUpper(cfg.Name), Replicas: cfg.Replicas})
 		closeBP = nc.Close
 	default:
 		return fmt.Errorf("unknown backplane %q", cfg.Backplane)
@@ -126,7 +128,8 @@ func (n *Node) URL() string { return "ws://" + n.cfg.Listen + "/ws" }
 
 // Args returns the command-line arguments that run the node.
 func (c NodeConfig) Args() []string {
-	return []string{"node", "-backplane", c.Backplane, "-storage", c.Storage, "-listen", c.Listen, "-name", c.Name}
+	return []string{"node", "-backplane", c.Backplane, "-storage", c.Storage, "-listen", c.Listen, "-name", c.Name,
+		"-replicas", fmt.Sprint(max(1, c.Replicas))}
 }
 
 // Start starts the process and waits until it accepts connections.

@@ -43,6 +43,7 @@ var Long = Params{Nodes: 3, Clients: 50, Topics: 20, TopicsPerClient: 5, Rate: 2
 type Env struct {
 	Storage *Server       // Redis or NATS, on one server
 	Cluster *RedisCluster // Redis Cluster, for the backplane "redis-cluster"
+	NATS    *NATSCluster  // three NATS servers, for the backplane "nats-cluster"
 	Nodes   []*Node
 }
 
@@ -96,7 +97,17 @@ var Scenarios = []Scenario{
 		sleep(ctx, d)
 		return e.Storage.Continue()
 	}},
-	{Name: "cluster-failover", Backplanes: []string{"redis-cluster"}, Fault: func(ctx context.Context, e *Env, d time.Duration) error {
+	{Name: "cluster-failover", Backplanes: []string{"redis-cluster", "nats-cluster"}, Fault: func(ctx context.Context, e *Env, d time.Duration) error {
+		if e.NATS != nil {
+			// Kill one of three servers: the streams (R3) keep a
+			// quorum, and elect new leaders where it led.
+			s := e.NATS.Servers[0]
+			if err := s.Kill(); err != nil {
+				return err
+			}
+			sleep(ctx, d)
+			return s.Start()
+		}
 		// Kill a primary; its replica takes over. Then the old primary
 		// comes back, as a replica.
 		var primary *Server
@@ -240,6 +251,9 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, bp string) (res Result
 		if env.Cluster != nil {
 			env.Cluster.Close()
 		}
+		if env.NATS != nil {
+			env.NATS.Close()
+		}
 	}()
 	var storage string
 	switch bp {
@@ -253,11 +267,20 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, bp string) (res Result
 		if err == nil {
 			storage = strings.Join(env.Cluster.Addrs(), ",")
 		}
+	case "nats-cluster":
+		env.NATS, err = StartNATSCluster(dir)
+		if err == nil {
+			storage = env.NATS.URL()
+		}
 	default:
 		env.Storage, err = StartNATS(dir, nil)
 		if err == nil {
 			storage = env.Storage.URL()
 		}
+	}
+	nodeBackplane, replicas := bp, 1
+	if bp == "nats-cluster" {
+		nodeBackplane, replicas = "nats", 3
 	}
 	if err != nil {
 		res.Err = err
@@ -272,7 +295,8 @@ func runOne(ctx context.Context, cfg Config, sc Scenario, bp string) (res Result
 			return res
 		}
 		n := NewNode(cfg.Exe, dir, fmt.Sprint("node", i), NodeConfig{
-			Backplane: bp, Storage: storage, Listen: fmt.Sprintf("127.0.0.1:%d", port), Name: name,
+			Backplane: nodeBackplane, Storage: storage, Listen: fmt.Sprintf("127.0.0.1:%d", port), Name: name,
+			Replicas: replicas,
 		})
 		if err := n.Start(); err != nil {
 			res.Err = err

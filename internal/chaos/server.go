@@ -90,6 +90,15 @@ type NATSOptions struct {
 // StartNATS starts nats-server with JetStream on a free loopback port,
 // storing its streams under dir.
 func StartNATS(dir string, o *NATSOptions) (*Server, error) {
+	s, err := newNATS(dir, o)
+	if err != nil {
+		return nil, err
+	}
+	return s, s.Start()
+}
+
+// newNATS returns a nats-server that is not started yet.
+func newNATS(dir string, o *NATSOptions) (*Server, error) {
 	if o == nil {
 		o = &NATSOptions{}
 	}
@@ -104,8 +113,7 @@ func StartNATS(dir string, o *NATSOptions) (*Server, error) {
 	args := []string{"-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", dir,
 		"-l", filepath.Join(dir, "nats.log")}
 	args = append(args, o.Args...)
-	s := &Server{name: "nats", bin: bin, args: args, dir: dir, port: port, ready: natsReady}
-	return s, s.Start()
+	return &Server{name: "nats", bin: bin, args: args, dir: dir, port: port, ready: natsReady}, nil
 }
 
 // URL returns the server's address as a nats:// URL.

@@ -37,7 +37,7 @@ func run() error {
 		return runNode(os.Args[2:])
 	}
 	short := flag.Bool("short", false, "run every scenario briefly, as CI does")
-	backplanes := flag.String("backplane", "", "comma-separated backplanes to run (redis, nats); default all")
+	backplanes := flag.String("backplane", "", "comma-separated backplanes to run (redis, nats, redis-cluster, nats-cluster); default all")
 	scenarios := flag.String("scenario", "", "comma-separated scenarios to run; default all")
 	flag.Parse()
 	exe, err := os.Executable()
@@ -70,10 +70,11 @@ func split(s string) []string {
 func runNode(args []string) error {
 	fs := flag.NewFlagSet("node", flag.ExitOnError)
 	var cfg chaos.NodeConfig
-	fs.StringVar(&cfg.Backplane, "backplane", "redis", "redis or nats")
-	fs.StringVar(&cfg.Storage, "storage", "", "Redis host:port or NATS URL")
+	fs.StringVar(&cfg.Backplane, "backplane", "redis", "redis, redis-cluster or nats")
+	fs.StringVar(&cfg.Storage, "storage", "", "Redis host:port, Redis Cluster host:ports (comma-separated) or NATS URLs")
 	fs.StringVar(&cfg.Listen, "listen", "", "host:port to serve WebSocket clients on")
 	fs.StringVar(&cfg.Name, "name", "chaos", "names the backplane's keys or streams")
+	fs.IntVar(&cfg.Replicas, "replicas", 1, "replication factor of the NATS streams")
 	fs.Parse(args)
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
