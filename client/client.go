@@ -106,8 +106,8 @@ const readLimit = 64 << 20
 // # Reconnecting
 //
 // After a lost connection the client waits a backoff (see
-// [Options.BackoffMin]) and reconnects, except after the server's close
-// codes:
+// [Options.BackoffMin]) and reconnects, to the next of its URLs (see
+// [Options.URLs]), except after the server's close codes:
 //
 //   - [fanout.CloseShutdown] (the server is draining): reconnect at once,
 //     with no wait, once; if that attempt fails, the usual backoff follows.
