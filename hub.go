@@ -23,6 +23,11 @@ type HubOptions struct {
 	// it and closes it in Close. Default: a node of a private
 	// [MemoryBroker] with its defaults, for a single process.
 	Backplane Backplane
+	// BackplaneTimeout bounds every call the hub makes to the backplane
+	// (publish, subscribe, history, snapshot, delete) whose context has no
+	// earlier deadline: a backplane that gives no answer in time, as a hung
+	// server does, fails the call with [ErrUnavailable]. Default: 2s.
+	BackplaneTimeout time.Duration
 
 	// Authenticate judges the credentials of a connecting client. Default:
 	// everyone is accepted as the anonymous principal.
@@ -84,6 +89,9 @@ type HubOptions struct {
 }
 
 func (o *HubOptions) setDefaults() {
+	if o.BackplaneTimeout <= 0 {
+		o.BackplaneTimeout = 2 * time.Second
+	}
 	if o.QueueMessages <= 0 {
 		o.QueueMessages = 4096
 	}
@@ -185,6 +193,7 @@ func NewHub(opts *HubOptions) (*Hub, error) {
 	if err := h.bp.Open(receiver{h}); err != nil {
 		return nil, fmt.Errorf("fanout: open backplane: %w", err)
 	}
+	h.bp = boundedBackplane{h.bp, h.opts.BackplaneTimeout}
 	return h, nil
 }
 

@@ -27,6 +27,13 @@ type Options struct {
 	HTTPClient *http.Client
 	// HTTPHeader is sent with every handshake. Default: none.
 	HTTPHeader http.Header
+	// URLs are more endpoints of the same cluster, such as one per node,
+	// tried after the URL given to Dial. Each connection attempt goes to
+	// the next endpoint in turn, after the usual backoff, so that a client
+	// whose node is gone lands on another one and resumes every
+	// subscription there; Dial tries each once before it fails. Default:
+	// none, only Dial's URL.
+	URLs []string
 
 	// BackoffMin and BackoffMax bound the wait between reconnect attempts:
 	// before the nth attempt the client waits a random time between zero
@@ -99,8 +106,8 @@ const readLimit = 64 << 20
 // # Reconnecting
 //
 // After a lost connection the client waits a backoff (see
-// [Options.BackoffMin]) and reconnects, except after the server's close
-// codes:
+// [Options.BackoffMin]) and reconnects, to the next of its URLs (see
+// [Options.URLs]), except after the server's close codes:
 //
 //   - [fanout.CloseShutdown] (the server is draining): reconnect at once,
 //     with no wait, once; if that attempt fails, the usual backoff follows.
@@ -127,7 +134,7 @@ const readLimit = 64 << 20
 // topic from its last position, so that the server fills the gap or
 // reports that history is lost (an [EventReset]).
 type Client struct {
-	url    string
+	urls   []string // Dial's URL, then Options.URLs
 	opts   Options
 	ctx    context.Context // ended by Close
 	cancel context.CancelFunc
@@ -173,15 +180,17 @@ type publishResult struct {
 }
 
 // Dial connects to the fanout WebSocket endpoint at url ("ws://" or
-// "wss://"). It returns the outcome of the first connection attempt,
-// which ctx bounds; after that the client reconnects by itself until
-// [Client.Close].
+// "wss://"), or when that fails to each of [Options.URLs] in turn. It
+// returns the outcome of those first attempts, which ctx bounds; after
+// that the client reconnects by itself until [Client.Close].
 func Dial(ctx context.Context, url string, opts *Options) (*Client, error) {
-	c := &Client{url: url, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	c := &Client{done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	if opts != nil {
 		c.opts = *opts
 	}
 	c.opts.setDefaults()
+	c.urls = append([]string{url}, c.opts.URLs...)
+	c.opts.URLs = nil
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.notes = newNotifier(c.opts.OnStatus)
 	if c.opts.OnStatus != nil {
@@ -191,21 +200,36 @@ func Dial(ctx context.Context, url string, opts *Options) (*Client, error) {
 			c.notes.run()
 		}()
 	}
-	c.notes.post(Status{Kind: StatusConnecting, Attempt: 1})
-	conn, err := c.connect(ctx)
+	var (
+		conn *websocket.Conn
+		err  error
+		at   int // the index in c.urls of the endpoint that answered
+	)
+	for i, u := range c.urls {
+		c.notes.post(Status{Kind: StatusConnecting, Attempt: i + 1, URL: u})
+		if conn, err = c.connect(ctx, u); err == nil {
+			at = i
+			break
+		}
+		err = fmt.Errorf("client: dial %s: %w", u, err)
+		var ce *CloseError
+		if ctx.Err() != nil || errors.As(err, &ce) {
+			break // refused credentials would be refused by every node
+		}
+	}
 	if err != nil {
 		c.cancel()
 		c.notes.close()
 		c.wg.Wait()
-		return nil, fmt.Errorf("client: dial %s: %w", url, err)
+		return nil, err
 	}
 	c.wg.Add(1)
-	go c.run(conn)
+	go c.run(conn, at)
 	return c, nil
 }
 
-// connect makes one connection attempt.
-func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
+// connect makes one connection attempt to url.
+func (c *Client) connect(ctx context.Context, url string) (*websocket.Conn, error) {
 	h := c.opts.HTTPHeader.Clone()
 	if h == nil {
 		h = http.Header{}
@@ -221,7 +245,7 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(c.opts.PingTimeout, minHandshakeTimeout))
 	defer cancel()
-	conn, resp, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{
+	conn, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		HTTPClient: c.opts.HTTPClient,
 		HTTPHeader: h,
 	})

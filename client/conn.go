@@ -28,6 +28,7 @@ type loop struct {
 	attempt      int  // attempts since then
 	unauthorized int  // unauthorized refusals since the last accepted handshake
 	rushed       bool // an immediate reconnect after a shutdown was spent
+	at           int  // index in Client.urls of the last endpoint tried
 
 	// Per connection.
 	conn      *websocket.Conn
@@ -66,9 +67,9 @@ type ending struct {
 
 // run owns the connection: it serves it, and after it ends waits and
 // reconnects, until Close or until the close code says to stop.
-func (c *Client) run(conn *websocket.Conn) {
+func (c *Client) run(conn *websocket.Conn, at int) {
 	defer c.wg.Done()
-	l := &loop{c: c, subs: make(map[string]*Subscription)}
+	l := &loop{c: c, subs: make(map[string]*Subscription), at: at}
 	for {
 		end := l.serve(conn)
 		conn = nil
@@ -88,9 +89,13 @@ func (c *Client) run(conn *websocket.Conn) {
 				l.stop(ErrClosed)
 				return
 			}
-			c.notes.post(Status{Kind: StatusConnecting, Attempt: l.attempt})
+			// The next endpoint in turn: a node that failed is tried
+			// again only after the others.
+			l.at = (l.at + 1) % len(c.urls)
+			url := c.urls[l.at]
+			c.notes.post(Status{Kind: StatusConnecting, Attempt: l.attempt, URL: url})
 			var err error
-			conn, err = c.connect(c.ctx)
+			conn, err = c.connect(c.ctx, url)
 			if err != nil {
 				end = ending{err: err}
 				var ce *CloseError

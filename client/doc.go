@@ -53,6 +53,11 @@
 // whole policy. [Options.OnStatus] reports every connection change and
 // every resumed subscription.
 //
+// With [Options.URLs], the client knows several nodes of one cluster:
+// each attempt goes to the next one in turn, so a client whose node is
+// gone lands on another and resumes every subscription there, from the
+// same positions, since positions are global to the cluster.
+//
 // # Publishing
 //
 // [Client.Publish] publishes where the server's authorizer allows it, with

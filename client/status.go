@@ -58,6 +58,8 @@ type Status struct {
 	// Attempt is the number of the connection attempt since the last
 	// healthy connection, from 1 (StatusConnecting).
 	Attempt int
+	// URL is the endpoint of the attempt (StatusConnecting).
+	URL string
 	// Code and Reason are the close code and reason the server gave
 	// (StatusDisconnected).
 	Code   fanout.CloseCode

@@ -126,7 +126,11 @@ type Backplane struct {
 	absorbed map[string]fanout.Position // per topic, the latest keyed message known to be in the snapshot stream
 	marked   map[string]time.Time       // per topic, when this node last left an idle mark
 	heads    map[string]*stored         // per topic, the last message known to be stored
-	reconns  uint64                     // the connection's reconnect count last seen
+	// floors holds, per topic, the latest position the node saw stored.
+	// Unlike heads it survives reconnects, so that a stream that comes
+	// back older than that is noticed (see publishOnce).
+	floors  map[string]fanout.Position
+	reconns uint64 // the connection's reconnect count last seen
 
 	status    chan nats.Status     // registered with the connection in Open
 	adv       chan *nats.Msg       // advisories about the streams, from Open
@@ -176,6 +180,7 @@ func New(nc *nats.Conn, opts *Options) *Backplane {
 		absorbed: make(map[string]fanout.Position),
 		marked:   make(map[string]time.Time),
 		heads:    make(map[string]*stored),
+		floors:   make(map[string]fanout.Position),
 		done:     make(chan struct{}),
 		forgot:   make(chan struct{}, 1),
 		made:     map[string]chan struct{}{kindFinal: make(chan struct{}, 1), kindIdle: make(chan struct{}, 1)},

@@ -68,6 +68,21 @@
 // starts a new epoch at Seq 1, and a client's old position is recognised
 // as foreign. A position is never handed out twice in one epoch.
 //
+// A stream can also come back older than it was: restored from a backup,
+// or from files that an OS crash left unsynced (JetStream syncs every two
+// minutes by default). Its topics' last messages are then behind what
+// nodes and clients saw, and appending after them would hand out their
+// Seqs again. Each node remembers the latest position it saw stored for
+// each topic (at most 4096 topics; reconnects do not clear it), and a
+// publish that finds the topic's last message older than that, in the
+// same epoch, starts a new epoch, continuing the numbering: clients that
+// resume are told that history does not reach back. What remains: a node
+// that saw no later position of the topic (it started after the loss, or
+// it neither published nor received the lost messages) appends in the
+// old epoch. Run JetStream with sync_interval always and replicated
+// streams ([Options.Replicas] 3) where that matters; see
+// docs/RELIABILITY.md.
+//
 // # Lifecycle
 //
 // A topic's stored state ends; nats-server 2.9 has no per-message TTL, so

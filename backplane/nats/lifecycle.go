@@ -262,6 +262,7 @@ func (b *Backplane) dropTopic(topic string) {
 	b.mu.Lock()
 	delete(b.heads, topic)
 	delete(b.absorbed, topic)
+	delete(b.floors, topic)
 	b.mu.Unlock()
 }
 

@@ -74,6 +74,24 @@ func (b *Backplane) noteHead(st *stored) {
 		clear(b.heads)
 	}
 	b.heads[topic] = st
+	if f, ok := b.floors[topic]; !ok || f.Epoch != p.Epoch || f.Seq < p.Seq {
+		if len(b.floors) >= maxCached {
+			clear(b.floors)
+		}
+		b.floors[topic] = p
+	}
+}
+
+// rolledBack reports whether the topic's last stored message, at p, is
+// older than a message of the same epoch that the node saw stored: the
+// stream came back with older data (restored from a backup, or from
+// files an OS crash left unsynced), and p.Seq+1 may already name a message
+// that clients have.
+func (b *Backplane) rolledBack(topic string, p fanout.Position) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, ok := b.floors[topic]
+	return ok && f.Epoch == p.Epoch && f.Seq > p.Seq
 }
 
 func (b *Backplane) dropHead(topic string) {
@@ -169,6 +187,11 @@ func (b *Backplane) publishOnce(ctx context.Context, m *fanout.Message, idem str
 			b.setAbsorbed(m.Topic, lp)
 		}
 		pos = fanout.Position{Epoch: lp.Epoch, Seq: lp.Seq + 1}
+		if b.rolledBack(m.Topic, lp) {
+			// A new epoch, continuing the numbering: clients that
+			// saw the lost messages are told that they lost them.
+			pos.Epoch = newEpoch()
+		}
 		expect = last.streamSeq
 	}
 	msg, err := encode(subj, m, pos)

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/gofanout/fanout"
 )
@@ -16,3 +17,7 @@ func AppendRecord(dst []byte, m *fanout.Message) []byte {
 	dst = append(dst, ' ')
 	return appendBody(dst, m)
 }
+
+// SetRetryWindow shortens how long the retry IDs of publishes without an
+// idempotency key are kept; call it before the node's first publish.
+func SetRetryWindow(b *Backplane, d time.Duration) { b.args.retryWindow = ms(d) }

@@ -9,13 +9,21 @@ import goredis "github.com/redis/go-redis/v9"
 //	                        everything stored, "s" = the last Seq handed
 //	                        out, "r" = when a publish last set the TTLs
 //	                        (Unix ms), "f" = "1" while the last publish
-//	                        was final
+//	                        was final, "b" = the run_id of the Redis
+//	                        process that wrote "e", "t" = when retry
+//	                        last became retryold (Unix ms)
 //	{prefix:topic}:stream   the history: a stream capped by count and age,
 //	                        one entry per message, field "m" = the record
 //	{prefix:topic}:snap     the snapshot: hash of key -> record
 //	{prefix:topic}:idem     idempotency keys: hash of ID -> "epoch seq"
 //	{prefix:topic}:idemexp  when each ID is forgotten: sorted set of ID,
 //	                        scored by Unix ms
+//	{prefix:topic}:retry    the random IDs of publishes without an
+//	                        idempotency key, since "t": hash of ID ->
+//	                        "epoch seq"; a publish more than the retry
+//	                        window after "t" renames it to
+//	{prefix:topic}:retryold so that an ID is known for one to two
+//	                        windows (RENAME keeps the TTL)
 //
 // and the channel {prefix:topic} carries each record live.
 //
@@ -25,6 +33,19 @@ import goredis "github.com/redis/go-redis/v9"
 // starts a new epoch and drops whatever else was left of the old one, and
 // reads report the topic as having no lineage. So no position is ever
 // handed out twice in one epoch, whatever expires first.
+//
+// A Redis process that did not write "e" (field "b" names another run_id)
+// may hold older data than was handed out: it restarted from an RDB or
+// append-only file that missed the last writes, or it is a replica
+// promoted before it had them. Its Seq may be behind, so the next publish
+// moves the topic to a new epoch, continuing the numbering: it drops the
+// history (of the old epoch) and relabels the snapshot's records with the
+// new epoch, so the snapshot stays whole. A run_id cannot come back with
+// stale data, since every process start makes a new one: the check holds
+// however far publishes move past the old head before anyone reads. Reads
+// keep serving the old epoch until that publish; positions they return
+// were handed out for the same messages, and a reader from a position
+// past the restored head gets an incomplete history.
 //
 // TTLs, with slack = min(HistoryAge, IdleTTL)/64. A publish sets them at
 // most once per slack (field "r"), so that a busy topic pays for it
@@ -42,6 +63,9 @@ import goredis "github.com/redis/go-redis/v9"
 //     expires before pos.
 //   - idem and idemexp: IdleTTL + slack, set by every publish that writes
 //     them and by the first publish after a final one.
+//   - retry: the shorter of two retry windows and the TTL of the publish
+//     that writes it, which sets it; reads do not extend it, so it never
+//     outlives the topic.
 //   - after a final publish, every key: FinalTTL (the stream HistoryAge
 //     when shorter), set at once; reads leave it alone, and the next
 //     publish that is not final sets the TTLs again.
@@ -55,36 +79,55 @@ import goredis "github.com/redis/go-redis/v9"
 // publishScript assigns the next position, stores and publishes one
 // message.
 //
-// KEYS: pos, stream, snap, idem, idemexp
+// KEYS: pos, stream, snap, idem, idemexp, retry, retryold
 // ARGV: new epoch, body, key ("" for none), history size, history age in
 // ms, idempotency window in ms, channel, idempotency ID ("" for none),
 // TTL in ms (IdleTTL + slack, or FinalTTL), "1" for a final publish,
-// slack in ms, the stream's TTL in ms.
+// slack in ms, the stream's TTL in ms, retry ID ("" with an idempotency
+// ID), the retry window in ms.
 // Returns {1, "epoch seq"} for a new message, or {0, "epoch seq"} with the
 // position first published under the idempotency ID.
 var publishScript = goredis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id = ARGV[8]
-local h = redis.call('HMGET', KEYS[1], 'e', 's', 'f', 'r')
+local id, rid = ARGV[8], ARGV[13]
+local info = redis.call('INFO', 'server')
+local at = string.find(info, 'run_id:', 1, true)
+local server = string.sub(info, at + 7, at + 46)
+local h = redis.call('HMGET', KEYS[1], 'e', 's', 'f', 'r', 'b', 't')
 local epoch, seq = h[1], tonumber(h[2])
 local fresh = not epoch or not seq
 if fresh then
 	epoch, seq = ARGV[1], 0
-	redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+	redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 elseif id ~= '' then
 	local prev = redis.call('HGET', KEYS[4], id)
 	if prev and tonumber(redis.call('ZSCORE', KEYS[5], id) or 0) > now then
 		return {0, prev}
+	end
+elseif rid ~= '' then
+	local prev = redis.call('HGET', KEYS[6], rid) or redis.call('HGET', KEYS[7], rid)
+	if prev then
+		return {0, prev}
+	end
+end
+local moved = not fresh and h[5] ~= server
+if moved then
+	epoch = ARGV[1]
+	redis.call('DEL', KEYS[2])
+	local snap = redis.call('HGETALL', KEYS[3])
+	for i = 1, #snap, 2 do
+		local rec = snap[i + 1]
+		redis.call('HSET', KEYS[3], snap[i], epoch .. string.sub(rec, (string.find(rec, ' ', 1, true))))
 	end
 end
 seq = seq + 1
 local seqText = string.format('%d', seq)
 local final = ARGV[10] == '1'
 local ttl = tonumber(ARGV[9])
-local refresh = fresh or final or h[3] or now - tonumber(h[4] or 0) >= tonumber(ARGV[11])
+local refresh = fresh or moved or final or h[3] or now - tonumber(h[4] or 0) >= tonumber(ARGV[11])
 if refresh then
-	redis.call('HSET', KEYS[1], 'e', epoch, 's', seqText, 'r', string.format('%d', now))
+	redis.call('HSET', KEYS[1], 'e', epoch, 's', seqText, 'r', string.format('%d', now), 'b', server)
 	if final then
 		redis.call('HSET', KEYS[1], 'f', 1)
 	elseif h[3] then
@@ -116,6 +159,19 @@ if id ~= '' then
 	end
 	redis.call('HSET', KEYS[4], id, pos)
 	redis.call('ZADD', KEYS[5], now + tonumber(ARGV[6]), id)
+end
+if rid ~= '' then
+	local window = tonumber(ARGV[14])
+	if now - tonumber(h[6] or 0) >= window then
+		if redis.call('EXISTS', KEYS[6]) == 1 then
+			redis.call('RENAME', KEYS[6], KEYS[7])
+		else
+			redis.call('DEL', KEYS[7])
+		end
+		redis.call('HSET', KEYS[1], 't', string.format('%d', now))
+	end
+	redis.call('HSET', KEYS[6], rid, pos)
+	redis.call('PEXPIRE', KEYS[6], math.min(2 * window, ttl))
 end
 if id ~= '' or final or h[3] then
 	redis.call('PEXPIRE', KEYS[4], ttl)
