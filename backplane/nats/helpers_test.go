@@ -35,7 +35,13 @@ type cluster struct {
 // cluster made, runs after the cleanups registered later (nodes, hubs).
 func newCluster(t testing.TB, opts *fnats.Options) *cluster {
 	t.Helper()
-	c := &cluster{t: t, url: testenv.NATS(t)}
+	return newClusterAt(t, testenv.NATS(t), opts)
+}
+
+// newClusterAt is newCluster on the NATS server at url.
+func newClusterAt(t testing.TB, url string, opts *fnats.Options) *cluster {
+	t.Helper()
+	c := &cluster{t: t, url: url}
 	if opts != nil {
 		c.opts = *opts
 	}
