@@ -6,9 +6,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { buildExample, freePort, launchBrowser, newPage, postJSON, screenshot, startServer } from '../lib.js';
+import {
+  buildExample, checkSagaLog, freePort, launchBrowser, newPage, postJSON,
+  sagaCard as card, sagaFinalSteps as finalSteps, sagaSteps as STEPS, sagaTranscript as transcript,
+  screenshot, startServer,
+} from '../lib.js';
 
-const STEPS = ['flight', 'hotel', 'car'];
 const WAIT = { timeout: 20000 };
 
 let binary;
@@ -22,40 +25,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-// transcript is every update a saga publishes, in order, as "step status"
-// (the same as the Go tests' transcript).
-function transcript(fail) {
-  const t = ['flight pending', 'hotel pending', 'car pending', 'saga running'];
-  const done = [];
-  for (const [i, s] of STEPS.entries()) {
-    t.push(`${s} booking`);
-    if (s === fail) {
-      t.push(`${s} failed`);
-      for (const later of STEPS.slice(i + 1)) t.push(`${later} skipped`);
-      for (const d of done.reverse()) t.push(`${d} compensating`, `${d} compensated`);
-      t.push('saga compensated');
-      return t;
-    }
-    t.push(`${s} confirmed`);
-    done.push(s);
-  }
-  t.push('saga completed');
-  return t;
-}
-
-// finalSteps is what the step cards show at the end.
-function finalSteps(fail) {
-  const want = {};
-  const failedAt = STEPS.indexOf(fail);
-  for (const [i, s] of STEPS.entries()) {
-    if (failedAt < 0) want[s] = 'confirmed';
-    else if (i < failedAt) want[s] = 'compensated';
-    else if (i === failedAt) want[s] = 'failed';
-    else want[s] = 'skipped';
-  }
-  return want;
-}
 
 // saga starts the example with a short step latency, so that a page sees
 // its sagas run live.
@@ -126,24 +95,6 @@ async function book(page, fail, transport = 'sse') {
   return handle.jsonValue();
 }
 
-// card reads what a booking's card shows.
-function card(page, tx) {
-  return page.$eval(`.booking[data-tx="${tx}"]`, (el) => ({
-    state: el.dataset.state,
-    stream: el.dataset.stream,
-    closedBy: el.dataset.closedBy,
-    outcome: el.querySelector('.outcome').textContent,
-    conn: el.querySelector('.conn').textContent,
-    steps: Object.fromEntries([...el.querySelectorAll('.steps li')].map((li) => [li.dataset.step, li.dataset.status])),
-    stepOrder: [...el.querySelectorAll('.steps li')].map((li) => li.dataset.step),
-    log: [...el.querySelectorAll('.log li')].map((li) => ({
-      seq: Number(li.dataset.seq),
-      how: li.dataset.how,
-      text: li.textContent,
-    })),
-  }));
-}
-
 // waitForEnd waits until the card says its stream closed after the saga's
 // end.
 async function waitForEnd(page, tx) {
@@ -155,31 +106,8 @@ async function waitForEnd(page, tx) {
   return card(page, tx);
 }
 
-// checkLog checks a card's update log against the saga's transcript: the
-// snapshot's entries hold the latest state of each key up to the snapshot's
-// position (its highest seq, as every update has a key), and the live
-// entries are every later update, once each, in order.
-function checkLog(c, fail) {
-  const want = transcript(fail);
-  const snap = c.log.filter((l) => l.how === 'snapshot');
-  const live = c.log.filter((l) => l.how === 'live');
-  assert.equal(snap.length + live.length, c.log.length, 'every log entry is a snapshot or a live update');
-  assert.ok(snap.length > 0, 'the log starts with a snapshot');
-  assert.deepEqual(c.log.slice(0, snap.length), snap, 'the snapshot comes first');
-  const pos = Math.max(...snap.map((l) => l.seq));
-  const latest = {};
-  want.slice(0, pos).forEach((w, i) => {
-    latest[w.split(' ')[0]] = { seq: i + 1, text: w };
-  });
-  assert.deepEqual(
-    Object.fromEntries(snap.map((l) => [l.text.split(' ')[1], { seq: l.seq, text: l.text.split(' ').slice(1, 3).join(' ') }])),
-    latest,
-    'snapshot',
-  );
-  assert.deepEqual(live.map((l) => l.seq), want.slice(pos).map((_, i) => pos + i + 1), 'live seqs');
-  assert.deepEqual(live.map((l) => l.text.split(' ').slice(1, 3).join(' ')), want.slice(pos), 'live updates');
-  return { pos, live: live.length };
-}
+// checkLog checks a card's update log against the saga's transcript.
+const checkLog = (c, fail) => checkSagaLog(assert, c, fail);
 
 function assertNoPageErrors(page) {
   assert.deepEqual(page.problems, [], 'page errors');
