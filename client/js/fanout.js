@@ -861,7 +861,10 @@ function openWebSocket(client, gen, url, token) {
   const how = tokenIn(client);
   if (token && how === 'query') u.searchParams.set('token', token);
   const WS = client._opts.WebSocket || globalThis.WebSocket;
-  const ws = token && how === 'protocol' ? new WS(u.toString(), [PROTOCOL, protocolBearer(token)]) : new WS(u.toString());
+  // Offering the subprotocol tells the server that credentials may come
+  // in the first message.
+  const protocols = token && how === 'protocol' ? [PROTOCOL, protocolBearer(token)] : [PROTOCOL];
+  const ws = new WS(u.toString(), protocols);
   ws.binaryType = 'arraybuffer';
   const decoder = typeof TextDecoder === 'function' ? new TextDecoder() : null;
   const conn = {

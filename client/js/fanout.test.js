@@ -766,7 +766,7 @@ test('the client never builds a URL with the token', async (t) => {
   await flush();
   const ws = sock();
   assert.ok(!ws.url.includes(SECRET), ws.url);
-  assert.equal(ws.protocols, undefined);
+  assert.deepEqual(ws.protocols, [PROTOCOL]);
   ws.open();
   assert.deepEqual(ws.take()[0], { id: '1', type: 'auth', token: SECRET });
 });

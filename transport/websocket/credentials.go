@@ -86,3 +86,15 @@ func credentials(r *http.Request) (*fanout.Credentials, error) {
 	}
 	return fanout.CredentialsFromRequest(r, "websocket"), nil
 }
+
+// offersProtocol reports whether the client offered [Protocol].
+func offersProtocol(h http.Header) bool {
+	for _, v := range h.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(v, ",") {
+			if strings.TrimSpace(p) == Protocol {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/testenv"
 	"github.com/gofanout/fanout/internal/wire"
 	fws "github.com/gofanout/fanout/transport/websocket"
 )
@@ -125,6 +126,10 @@ func (c *credConn) open() {
 	}
 }
 
+// offerV1 offers the subprotocol without credentials: the client will
+// authenticate in its first message.
+var offerV1 = &websocket.DialOptions{Subprotocols: []string{fws.Protocol}}
+
 func bearer(token string) *websocket.DialOptions {
 	return &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}}
 }
@@ -183,7 +188,7 @@ func TestRefreshAnotherPrincipal(t *testing.T) {
 
 func TestAuthFirstMessage(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := dialCred(t, nil, nil) // no credentials in the handshake
+		c := dialCred(t, nil, offerV1) // no credentials in the handshake
 		start := time.Now()
 		c.send(`{"id":"a","type":"auth","token":"alice:60"}`)
 		c.send(`{"id":"s","type":"subscribe","topic":"t"}`)
@@ -203,7 +208,7 @@ func TestAuthFirstMessage(t *testing.T) {
 
 func TestAuthDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := dialCred(t, &fws.Options{AuthTimeout: 5 * time.Second, PingInterval: -1}, nil)
+		c := dialCred(t, &fws.Options{AuthTimeout: 5 * time.Second, PingInterval: -1}, offerV1)
 		start := time.Now()
 		time.Sleep(4 * time.Second)
 		c.open()
@@ -213,7 +218,7 @@ func TestAuthDeadline(t *testing.T) {
 
 func TestAuthDefaultDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := dialCred(t, &fws.Options{PingInterval: -1}, nil)
+		c := dialCred(t, &fws.Options{PingInterval: -1}, offerV1)
 		c.wantClosed(time.Now(), 10*time.Second, fanout.CloseUnauthorized)
 	})
 }
@@ -226,7 +231,7 @@ func TestOtherCommandBeforeAuth(t *testing.T) {
 		`{"id":"1","type":"nonsense"}`,
 	} {
 		synctest.Test(t, func(t *testing.T) {
-			c := dialCred(t, nil, nil)
+			c := dialCred(t, nil, offerV1)
 			c.send(cmd)
 			f := c.frame(wire.FrameReply)
 			if f.OK || f.Error.Code != "unauthenticated" || f.ID != "1" || !strings.Contains(f.Error.Message, "auth") {
@@ -239,7 +244,7 @@ func TestOtherCommandBeforeAuth(t *testing.T) {
 
 func TestAuthRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := dialCred(t, nil, nil)
+		c := dialCred(t, nil, offerV1)
 		c.send(`{"id":"a","type":"auth","token":"garbage"}`)
 		if f := c.frame(wire.FrameReply); f.OK || f.Error.Code != "unauthenticated" || f.ID != "a" {
 			t.Fatalf("got %+v, want the unauthenticated reply", f)
@@ -258,6 +263,29 @@ func TestProtocolBearer(t *testing.T) {
 		c.send(`{"id":"s","type":"subscribe","topic":"t"}`)
 		if f := c.frame(wire.FrameReply); !f.OK {
 			t.Fatalf("subscribe: %+v", f.Error)
+		}
+	})
+}
+
+func TestNoProtocolNoCredentials(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// A client that does not offer fanout.v1 gets the 401 it always got.
+		hub, err := fanout.NewHub(&fanout.HubOptions{Authenticate: expiringAuth})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hub.Close()
+		h := fws.New(hub, nil)
+		defer h.Close()
+		p := testenv.NewPipe()
+		srv := &http.Server{Handler: h}
+		go srv.Serve(p)
+		defer srv.Close()
+		tr := &http.Transport{DialContext: p.Dial}
+		defer tr.CloseIdleConnections()
+		_, resp, err := websocket.Dial(context.Background(), "ws://pipe/", &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+		if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("got %v, %v; want 401", resp, err)
 		}
 	})
 }

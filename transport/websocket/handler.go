@@ -68,10 +68,11 @@ type Options struct {
 	// CompressionMode selects compression. Default: CompressionDisabled.
 	CompressionMode CompressionMode
 
-	// AuthTimeout is how long a connection whose handshake carried no
-	// credentials that the authenticator accepts has to send them in an
-	// "auth" command, its first; past it the connection is closed with
-	// [fanout.CloseUnauthorized]. Default: 10s.
+	// AuthTimeout is how long a connection whose handshake offered the
+	// subprotocol [Protocol] but no credentials that the authenticator
+	// accepts has to send them in an "auth" command, its first; past it
+	// the connection is closed with [fanout.CloseUnauthorized]. Default:
+	// 10s.
 	AuthTimeout time.Duration
 
 	// WriteBufferSize is the size of the WebSocket library's write buffer
@@ -163,9 +164,9 @@ func New(hub *fanout.Hub, opts *Options) *Handler {
 // OriginPatterns does not allow; the authenticator is not called), 401
 // (unauthenticated: a token that the authenticator refuses), or, after
 // Close or once the hub is shutting down, 503 (closed). A handshake
-// without a token is upgraded even when the authenticator refuses it: the
-// client then has [Options.AuthTimeout] to authenticate with an auth
-// command, its first.
+// without a token that offers the subprotocol [Protocol] is upgraded even
+// when the authenticator refuses it: the client then has
+// [Options.AuthTimeout] to authenticate with an auth command, its first.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	h.mu.Lock()
@@ -189,10 +190,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := h.hub.Authenticate(r.Context(), creds)
-	// A handshake without a token that the authenticator refuses is
-	// upgraded all the same: the client may send its credentials in an
-	// auth command.
-	awaiting := err != nil && creds.Token == ""
+	// A handshake without a token that the authenticator refuses, from a
+	// client that offers the fanout.v1 subprotocol, is upgraded all the
+	// same: the client sends its credentials in an auth command. Clients
+	// that do not offer it get the 401 they always got.
+	awaiting := err != nil && creds.Token == "" && offersProtocol(r.Header)
 	if err != nil && !awaiting {
 		h.refuse(w, start, fanout.HTTPStatus(err), err)
 		return
