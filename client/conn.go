@@ -38,7 +38,7 @@ type loop struct {
 	broken    error                    // the connection must be dropped
 	closeCode fanout.CloseCode         // from the server's close frame
 	closeWhy  string
-	refresh   *time.Timer              // fires when the credentials are due for a refresh
+	refresh   *time.Timer // fires when the credentials are due for a refresh
 }
 
 type callKind uint8
