@@ -70,3 +70,46 @@ func TestRefreshInPlace(t *testing.T) {
 		}
 	}
 }
+
+// TestRefreshFailsReconnect: a token callback that fails at refresh time
+// leaves the connection until the server closes it at expiry with 4002;
+// the client then reconnects with a fresh token and resumes.
+func TestRefreshFailsReconnect(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, &fanout.HubOptions{
+		Authenticate: func(_ context.Context, c *fanout.Credentials) (fanout.Principal, error) {
+			if !strings.HasPrefix(c.Token, "alice-") {
+				return fanout.Principal{}, errors.New("bad token")
+			}
+			return fanout.Principal{ID: "alice", ExpiresAt: time.Now().Add(300 * time.Millisecond)}, nil
+		},
+	})
+	var calls atomic.Int64
+	st := newStatuses()
+	o := options(t, st)
+	o.RefreshMargin = time.Second
+	o.Token = func(context.Context) (string, error) {
+		// The connection's token, then a failed refresh, then the token
+		// of the reconnect; later refreshes fail too.
+		switch calls.Add(1) {
+		case 1, 3:
+			return "alice-ok", nil
+		}
+		return "", errors.New("identity provider down")
+	}
+	c := dial(t, "ws://"+s.addr+"/", o)
+	sub := subscribe(t, c, "cred2", nil)
+	got := st.waitFor(t, client.StatusDisconnected)
+	if got.Code != fanout.CloseUnauthorized || got.Reason != fanout.ReasonExpired {
+		t.Fatalf("got %+v, want 4002 %q", got, fanout.ReasonExpired)
+	}
+	st.waitFor(t, client.StatusConnected)
+	st.waitFor(t, client.StatusResumed)
+	s.publish(t, "cred2", `"after"`)
+	if ev := next(t, sub); string(ev.Message.Data) != `"after"` {
+		t.Fatalf("got %+v", ev)
+	}
+	if n := calls.Load(); n < 3 {
+		t.Fatalf("token called %d times, want the reconnect's too", n)
+	}
+}

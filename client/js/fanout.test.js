@@ -863,3 +863,33 @@ test('an expiry frame schedules a refresh too; a healthy connection closed with 
   assert.equal(st.willReconnect, true);
   assert.ok(st.retryIn < 250, `retryIn ${st.retryIn}, want < 250 after a healthy connection`);
 });
+
+test('no URL the client builds carries the token, across reopens and reconnects', async (t) => {
+  ScriptedEventSource.all = [];
+  mock.timers.enable({ apis: ['setTimeout'] });
+  t.after(() => mock.timers.reset());
+  const cookies = [];
+  globalThis.document = { set cookie(v) { cookies.push(v); } };
+  t.after(() => delete globalThis.document);
+  let n = 0;
+  const c = connect('http://server.test/sse', {
+    transport: 'sse', EventSource: ScriptedEventSource, backoffMin: 10, backoffMax: 10, healthyAfter: 50,
+    token: () => `${SECRET}${++n}`, topics: ['a'],
+  });
+  t.after(() => c.close());
+  await flush();
+  let es = ScriptedEventSource.all.at(-1);
+  es.open();
+  c.subscribe('b'); // reopens the stream with both topics
+  await flush();
+  es = ScriptedEventSource.all.at(-1);
+  es.open();
+  mock.timers.tick(50); // healthy
+  es.event({ type: 'close', code: 4002, reason: 'credentials expired', reconnect: false });
+  es.fail();
+  mock.timers.tick(250);
+  await flush();
+  assert.equal(ScriptedEventSource.all.length, 3);
+  for (const s of ScriptedEventSource.all) assert.ok(!s.url.toString().includes(SECRET), s.url.toString());
+  assert.deepEqual(cookies.map((v) => v.split(';')[0]), [1, 2, 3].map((i) => `access_token=${SECRET}${i}`));
+});
