@@ -4,12 +4,14 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Principal is who a session or a publisher acts as, as established by the
 // authenticator.
 //
-// It marshals to JSON as {"id","data"}, without data when it is nil.
+// It marshals to JSON as {"id","data","expires_at"}, without data when it
+// is nil and without expires_at when it is zero.
 type Principal struct {
 	// ID identifies the principal, for instance a user or service name.
 	// Empty means anonymous.
@@ -17,6 +19,12 @@ type Principal struct {
 	// Data is whatever the authenticator wants the authorizer to see
 	// (claims, roles). The hub never reads it.
 	Data any `json:"data,omitempty"`
+	// ExpiresAt is when the credentials stop being valid; zero means never.
+	// A session whose principal expires is closed with [CloseUnauthorized]
+	// at that time, unless the client refreshed its credentials before
+	// (see [Session.Refresh]); an authenticator that returns a time already
+	// past refuses the credentials.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // Credentials are what a transport found on an incoming connection or
@@ -25,9 +33,13 @@ type Credentials struct {
 	// Token is the bearer token: from an "Authorization: Bearer" header,
 	// else a "token" query parameter, else an "access_token" cookie (for
 	// browsers, which cannot set headers on WebSocket and SSE requests), or
-	// from gRPC "authorization" metadata.
+	// from gRPC "authorization" metadata. The WebSocket transport also
+	// takes it from a Sec-WebSocket-Protocol entry, and from the "auth" and
+	// "refresh" commands. A token in the query is visible to proxies and
+	// in access logs: prefer the others.
 	Token string
-	// Header holds the request headers, or the gRPC metadata.
+	// Header holds the request headers, or the gRPC metadata. It is nil for
+	// the credentials of an "auth" or "refresh" command.
 	Header http.Header
 	// Request is the HTTP request, when there is one.
 	Request *http.Request

@@ -165,7 +165,7 @@ const (
 	CloseInternal     CloseCode = 1011 // an unexpected server error
 	CloseShutdown     CloseCode = 4000 // the server is draining: reconnect at once, elsewhere
 	CloseSlowConsumer CloseCode = 4001 // the client did not keep up: reconnect and resume
-	CloseUnauthorized CloseCode = 4002 // credentials rejected or expired: refresh before reconnecting
+	CloseUnauthorized CloseCode = 4002 // credentials rejected or expired ([ReasonExpired]), or none in time: refresh before reconnecting
 	CloseBadRequest   CloseCode = 4003 // malformed or unknown commands: do not retry unchanged
 	CloseRateLimited  CloseCode = 4004 // too many commands: reconnect after a backoff
 	CloseResync       CloseCode = 4005 // the server lost track of a topic: reconnect and resume

@@ -369,7 +369,8 @@ func (h *Hub) DeleteTopic(ctx context.Context, topic string) error {
 func (h *Hub) isClosed() bool { return h.closed.Load() }
 
 // Authenticate judges credentials with the hub's authenticator. Transports
-// call it before [Hub.NewSession]. The error matches [ErrUnauthenticated].
+// call it before [Hub.NewSession]. The error matches [ErrUnauthenticated],
+// also when the principal's ExpiresAt has passed.
 func (h *Hub) Authenticate(ctx context.Context, c *Credentials) (Principal, error) {
 	if h.opts.Authenticate == nil {
 		return Principal{}, nil
@@ -377,6 +378,9 @@ func (h *Hub) Authenticate(ctx context.Context, c *Credentials) (Principal, erro
 	p, err := h.opts.Authenticate(ctx, c)
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	}
+	if expired(p, time.Now()) {
+		return Principal{}, errExpired
 	}
 	return p, nil
 }

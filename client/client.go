@@ -17,11 +17,19 @@ import (
 // Options configures a [Client]. The zero value is valid: every field
 // documents its default. Dial copies the options.
 type Options struct {
-	// Token returns the bearer token to connect with. The client calls it
+	// Token returns the bearer token to connect with, which the client
+	// sends in the handshake's Authorization header. The client calls it
 	// before every connection attempt, so it can refresh an expired token;
-	// an error fails that attempt, which is retried after a backoff.
-	// Default: nil, no token.
+	// an error fails that attempt, which is retried after a backoff. When
+	// the server says that the credentials expire, the client also calls
+	// it RefreshMargin before, and refreshes them in place with a refresh
+	// command: the connection and its subscriptions stay. Default: nil, no
+	// token.
 	Token func(ctx context.Context) (string, error)
+	// RefreshMargin is how long before the credentials expire the client
+	// refreshes them (half-way when less than twice that is left).
+	// Default: 30s.
+	RefreshMargin time.Duration
 	// HTTPClient makes the WebSocket handshakes. Default:
 	// http.DefaultClient.
 	HTTPClient *http.Client
@@ -86,6 +94,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Buffer <= 0 {
 		o.Buffer = 1024
+	}
+	if o.RefreshMargin <= 0 {
+		o.RefreshMargin = 30 * time.Second
 	}
 }
 

@@ -38,6 +38,7 @@ type loop struct {
 	broken    error                    // the connection must be dropped
 	closeCode fanout.CloseCode         // from the server's close frame
 	closeWhy  string
+	refresh   *time.Timer // fires when the credentials are due for a refresh
 }
 
 type callKind uint8
@@ -47,6 +48,7 @@ const (
 	callUnsubscribe
 	callPublish
 	callPing
+	callRefresh
 )
 
 // call is a command awaiting its reply.
@@ -227,6 +229,10 @@ func (l *loop) serve(conn *websocket.Conn) ending {
 	pingTimer := time.NewTimer(time.Hour)
 	pingTimer.Stop()
 	defer pingTimer.Stop()
+	l.refresh = time.NewTimer(time.Hour)
+	l.refresh.Stop()
+	defer l.refresh.Stop()
+	tokens := make(chan tokenResult, 1)
 
 	l.serveInbox()
 	for _, s := range l.subs {
@@ -267,6 +273,16 @@ func (l *loop) serve(conn *websocket.Conn) ending {
 			}
 		case <-pingTimer.C:
 			return ending{err: errPingTimeout}
+		case <-l.refresh.C:
+			l.fetchToken(tokens)
+		case r := <-tokens:
+			// A token that cannot be had leaves the connection until the
+			// server closes it with 4002; the reconnect asks again.
+			if r.err == nil && r.token != "" {
+				id := c.newID()
+				l.calls[id] = call{kind: callRefresh}
+				l.send(refreshCommand(id, r.token))
+			}
 		case <-c.ctx.Done():
 			graceful = true
 			conn.Close(websocket.StatusNormalClosure, "")
@@ -423,6 +439,8 @@ func (l *loop) handle(f *wire.Frame) {
 		s.pos, s.hasPos, s.reset, s.state = *f.Position, true, false, subLive
 	case wire.FrameClose:
 		l.closeCode, l.closeWhy = f.Code, f.Reason
+	case wire.FrameExpiry:
+		l.expires(f.Expires)
 	}
 }
 
@@ -447,6 +465,10 @@ func (l *loop) deliver(s *Subscription, m Message) {
 // reply settles the command cl with its reply f.
 func (l *loop) reply(cl call, f *wire.Frame) {
 	switch cl.kind {
+	case callRefresh:
+		if f.OK {
+			l.expires(f.Expires)
+		}
 	case callPing:
 	case callPublish:
 		r := publishResult{}

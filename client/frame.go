@@ -22,6 +22,10 @@ func unsubscribeCommand(id, topic string) []byte {
 	return wire.AppendCommand(nil, wire.Command{ID: id, Type: wire.CmdUnsubscribe, Topic: topic})
 }
 
+func refreshCommand(id, token string) []byte {
+	return wire.AppendCommand(nil, wire.Command{ID: id, Type: wire.CmdRefresh, Token: token})
+}
+
 func pingCommand(id string) []byte {
 	return wire.AppendCommand(nil, wire.Command{ID: id, Type: wire.CmdPing})
 }

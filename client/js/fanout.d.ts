@@ -158,12 +158,29 @@ export interface ConnectOptions {
    */
   topics?: TopicSpec[];
   /**
-   * A bearer token, sent as the `token` query parameter (browsers cannot
-   * set headers on WebSocket and EventSource requests), or a function that
-   * returns one. The function is called before every connection; reason is
-   * 'unauthorized' after the server closed with 4002, so fetch a new token.
+   * A bearer token, or a function that returns one (the token callback).
+   * The function is called before every connection (reason 'connect', or
+   * 'unauthorized' after the server closed with 4002: fetch a new token)
+   * and, on a WebSocket, before the credentials expire (reason 'refresh'):
+   * the server tells when they do, and the client refreshes them in place,
+   * refreshMargin ms before (or half-way when less is left). Where the
+   * token travels: see tokenIn. A page whose server set the access_token
+   * cookie at login needs no token for SSE.
    */
-  token?: string | ((info: { reason: 'connect' | 'unauthorized' }) => string | undefined | Promise<string | undefined>);
+  token?: string | ((info: { reason: 'connect' | 'unauthorized' | 'refresh' }) => string | undefined | Promise<string | undefined>);
+  /**
+   * Where the token travels. WebSocket: 'message' (default), an auth
+   * command, the connection's first message; 'protocol', a
+   * Sec-WebSocket-Protocol entry (protocolBearer) next to 'fanout.v1'.
+   * SSE: 'cookie' (default), the access_token cookie, which the client sets
+   * for the stream's path with SameSite=Strict (and Secure on https) before
+   * it opens the stream; a token that a cookie cannot hold is refused.
+   * Either: 'query', the token query parameter, which proxies and access
+   * logs see.
+   */
+  tokenIn?: 'message' | 'protocol' | 'cookie' | 'query';
+  /** Refresh credentials this many ms before they expire (WebSocket). Default 30000. */
+  refreshMargin?: number;
   /** Called on every status change. */
   onStatus?: (status: Status) => void;
   /** Backoff: the first retry waits up to backoffMin ms, each next one up to twice as long, capped at backoffMax (full jitter). Defaults 500 and 30000. */
@@ -177,7 +194,7 @@ export interface ConnectOptions {
   /** Give up on a connection that is not open after this many ms. Default 10000. */
   connectTimeout?: number;
   /** The WebSocket constructor to use. Default: globalThis.WebSocket. */
-  WebSocket?: { new (url: string): WebSocket };
+  WebSocket?: { new (url: string, protocols?: string[]): WebSocket };
   /** The EventSource constructor to use. Default: globalThis.EventSource. */
   EventSource?: { new (url: string): EventSource };
 }
@@ -199,12 +216,16 @@ export declare class Subscription {
  * subscription resumes from the last position it delivered.
  *
  * Close codes: 4000 (server shutdown) reconnects at once; 4002
- * (unauthorized) asks the token function again and backs off hard; 4003
+ * (unauthorized) asks the token function again and backs off hard, except
+ * after a healthy connection (its credentials expired), which reconnects
+ * soon; 4003
  * (bad request) and 1002 (protocol error) stop; any other backs off.
  */
 export declare class Client {
   constructor(url: string, options?: ConnectOptions);
   readonly status: Status;
+  /** When the connection's credentials expire (ms since the epoch), or null when they never do or nobody said. */
+  readonly expires: number | null;
   /** Subscribe to a topic. Throws FanoutError 'already_subscribed' when this client already is. */
   subscribe(topic: string, options?: SubscribeOptions): Subscription;
   /** The client's subscription to topic. */
@@ -242,7 +263,14 @@ export declare class Client {
 export declare function connect(url: string, options?: ConnectOptions): Client;
 
 export declare const defaults: Readonly<Required<Pick<ConnectOptions,
-  'transport' | 'backoffMin' | 'backoffMax' | 'healthyAfter' | 'pingInterval' | 'pingTimeout' | 'connectTimeout'>>>;
+  'transport' | 'backoffMin' | 'backoffMax' | 'healthyAfter' | 'pingInterval' | 'pingTimeout' | 'connectTimeout' | 'refreshMargin'>>>;
+
+/** The WebSocket subprotocol of the JSON protocol: 'fanout.v1'. */
+export declare const PROTOCOL: 'fanout.v1';
+/** The Sec-WebSocket-Protocol entry that carries token: 'bearer.' and its UTF-8 bytes in unpadded base64url. */
+export declare function protocolBearer(token: string): string;
+/** How long to wait, at now, before refreshing credentials that expire at expires (ms): until margin before, or half-way when less than twice the margin is left. */
+export declare function refreshDelay(expires: number, now: number, margin: number): number;
 
 export declare const CloseCode: Readonly<{
   NORMAL: 1000; GOING_AWAY: 1001; PROTOCOL: 1002; ABNORMAL: 1006; TOO_LARGE: 1009; INTERNAL: 1011;

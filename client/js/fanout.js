@@ -26,7 +26,30 @@ export const defaults = Object.freeze({
   pingInterval: 25000,
   pingTimeout: 10000,
   connectTimeout: 10000,
+  refreshMargin: 30000,
 });
+
+/** The WebSocket subprotocol of the JSON protocol. */
+export const PROTOCOL = 'fanout.v1';
+
+/**
+ * protocolBearer returns the Sec-WebSocket-Protocol entry that carries
+ * token: 'bearer.' and the token's UTF-8 bytes in unpadded base64url.
+ */
+export function protocolBearer(token) {
+  const b64 = encodeBase64(new TextEncoder().encode(token));
+  return 'bearer.' + b64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/**
+ * refreshDelay returns how long to wait, at now, before refreshing
+ * credentials that expire at expires (ms since the epoch): until margin ms
+ * before, or half-way when less than twice the margin is left.
+ */
+export function refreshDelay(expires, now, margin) {
+  const left = Math.max(0, expires - now);
+  return Math.max(0, left - Math.min(margin, left / 2));
+}
 
 /** Close codes of the protocol (docs/PROTOCOL.md). */
 export const CloseCode = Object.freeze({
@@ -248,6 +271,11 @@ export class Client {
       this.subscribe(spec.topic, spec);
     }
     this._open('connect');
+  }
+
+  /** When the connection's credentials expire (ms since the epoch), or null. */
+  get expires() {
+    return this._expires ?? null;
   }
 
   /** The current connection status. */
@@ -523,7 +551,7 @@ export class Client {
     if (gen !== this._gen || this._closed) return;
     const conn = this._conn;
     if (conn) {
-      for (const t of [conn.connectTimer, conn.healthyTimer, conn.pingTimer]) this._clearTimer(t);
+      for (const t of [conn.connectTimer, conn.healthyTimer, conn.pingTimer, conn.refreshTimer]) this._clearTimer(t);
       conn.close(CloseCode.NORMAL, 'reopening');
     }
     this._conn = null;
@@ -560,10 +588,44 @@ export class Client {
           // The transport's own close follows; the frame says why.
           this._conn.closeFrame = f;
           break;
+        case 'expiry':
+          this._expiry(gen, f.expires);
+          break;
         default:
         // Unknown frame types are for newer clients.
       }
     }
+  }
+
+  // _expiry schedules the refresh of connection gen's credentials, which
+  // expire at expires (ms since the epoch; undefined: never). Only a
+  // WebSocket with a token function refreshes in place; an SSE stream ends
+  // at expiry with 4002 and reconnects with a fresh token.
+  _expiry(gen, expires) {
+    const conn = this._conn;
+    if (gen !== this._gen || !conn) return;
+    this._clearTimer(conn.refreshTimer);
+    conn.refreshTimer = null;
+    this._expires = typeof expires === 'number' ? expires : null;
+    if (this._expires === null || this._opts.transport !== 'websocket' || typeof this._opts.token !== 'function') return;
+    conn.refreshTimer = this._setTimer(() => this._refresh(gen), refreshDelay(this._expires, Date.now(), this._opts.refreshMargin));
+  }
+
+  // _refresh asks the token function for new credentials and sends them in
+  // a refresh command; the reply says when they expire. A refresh that
+  // fails leaves the connection until the server closes it with 4002.
+  async _refresh(gen) {
+    let token;
+    try {
+      token = await resolveToken(this._opts.token, 'refresh');
+    } catch {
+      return;
+    }
+    const conn = this._conn;
+    if (gen !== this._gen || !conn || !conn.ready || typeof token !== 'string' || token === '') return;
+    this._command({ type: 'refresh', token }, (f) => {
+      if (f.ok) this._expiry(gen, f.expires);
+    });
   }
 
   // _onClosed: connection gen ended with code and reason.
@@ -576,8 +638,9 @@ export class Client {
         reason = conn.closeFrame.reason || reason;
       }
       healthy = conn.healthy;
-      for (const t of [conn.connectTimer, conn.healthyTimer, conn.pingTimer]) this._clearTimer(t);
+      for (const t of [conn.connectTimer, conn.healthyTimer, conn.pingTimer, conn.refreshTimer]) this._clearTimer(t);
     }
+    this._expires = null;
     const cf = conn ? conn.closeFrame : null;
     this._conn = null;
     this._gen++;
@@ -592,7 +655,12 @@ export class Client {
       return;
     }
     this._attempt = healthy ? 1 : this._attempt + 1;
-    const plan = reconnectPlan(code, this._attempt, this._opts);
+    let plan = reconnectPlan(code, this._attempt, this._opts);
+    if (code === CloseCode.UNAUTHORIZED && healthy) {
+      // Credentials that served a healthy connection expired (an SSE
+      // stream's always do): reconnect soon, with a fresh token.
+      plan = { ...plan, delay: Math.floor(Math.random() * Math.min(this._opts.backoffMin, 250)) };
+    }
     if (!plan.reconnect) {
       this._failUnsent(reason);
       this._setStatus({ state: 'disconnected', code, reason, willReconnect: false, attempt: this._attempt });
@@ -773,13 +841,30 @@ function absoluteURL(url) {
 // unsubscribe(sub), ended(sub) (its final message came), resync(sub),
 // close(code, reason).
 
+// tokenIn returns where the token travels on transport: the option's, or
+// the default ('message' on WebSocket, 'cookie' on SSE).
+function tokenIn(client) {
+  const t = client._opts.transport;
+  const v = client._opts.tokenIn || (t === 'sse' ? 'cookie' : 'message');
+  const ok = t === 'sse' ? ['cookie', 'query'] : ['message', 'protocol', 'query'];
+  if (!ok.includes(v)) throw new TypeError(`fanout: tokenIn ${JSON.stringify(v)} does not work with ${t}`);
+  return v;
+}
+
+// The WebSocket sends the token in its first message (an auth command) by
+// default, or in Sec-WebSocket-Protocol; never in the URL unless tokenIn
+// is 'query', where proxies and access logs see it.
 function openWebSocket(client, gen, url, token) {
   const u = absoluteURL(url);
   if (u.protocol === 'http:') u.protocol = 'ws:';
   else if (u.protocol === 'https:') u.protocol = 'wss:';
-  if (token) u.searchParams.set('token', token);
+  const how = tokenIn(client);
+  if (token && how === 'query') u.searchParams.set('token', token);
   const WS = client._opts.WebSocket || globalThis.WebSocket;
-  const ws = new WS(u.toString());
+  // Offering the subprotocol tells the server that credentials may come
+  // in the first message.
+  const protocols = token && how === 'protocol' ? [PROTOCOL, protocolBearer(token)] : [PROTOCOL];
+  const ws = new WS(u.toString(), protocols);
   ws.binaryType = 'arraybuffer';
   const decoder = typeof TextDecoder === 'function' ? new TextDecoder() : null;
   const conn = {
@@ -821,7 +906,16 @@ function openWebSocket(client, gen, url, token) {
       }
     },
   };
-  ws.onopen = () => client._onOpen(gen);
+  ws.onopen = () => {
+    if (token && how === 'message' && gen === client._gen) {
+      // First, before any other command: the server runs commands in
+      // order, so the subscribes that follow may go at once.
+      client._command({ type: 'auth', token }, (f) => {
+        if (f.ok) client._expiry(gen, f.expires);
+      });
+    }
+    client._onOpen(gen);
+  };
   ws.onmessage = (ev) => {
     let text = ev.data;
     if (typeof text !== 'string') {
@@ -842,9 +936,16 @@ function openWebSocket(client, gen, url, token) {
 // error it closes the EventSource and opens a new one after its backoff,
 // with a cursor of the positions it delivered. Subscribing a topic later
 // reopens the stream with the new set. Publishing is not possible.
+//
+// The token travels in the access_token cookie by default ('cookie'): the
+// client sets it, scoped to the stream's path, SameSite=Strict (and Secure
+// on https), before it opens the stream. A page whose server set the cookie
+// at login passes no token. tokenIn 'query' puts it in the URL instead,
+// where proxies and access logs see it.
 function openSSE(client, gen, url, token) {
   const u = absoluteURL(url);
-  if (token) u.searchParams.set('token', token);
+  if (token && tokenIn(client) === 'query') u.searchParams.set('token', token);
+  else if (token) setTokenCookie(u, token);
   const subs = [...client._subs.values()].filter((s) => s._state !== 'failed' && s._state !== 'closed');
   const positions = new Map();
   for (const s of subs) {
@@ -916,7 +1017,20 @@ function openSSE(client, gen, url, token) {
   return conn;
 }
 
-const sseEvents = ['reply', 'msg', 'snapshot', 'close'];
+const sseEvents = ['reply', 'msg', 'snapshot', 'close', 'expiry'];
+
+// setTokenCookie sets the access_token cookie for the SSE stream at u.
+function setTokenCookie(u, token) {
+  // A cookie value may hold no space, quote, comma, semicolon or backslash.
+  if (!/^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$/.test(token)) {
+    throw new FanoutError('bad_request', "fanout: the token cannot travel in a cookie; use tokenIn: 'query'");
+  }
+  const doc = globalThis.document;
+  if (!doc) throw new FanoutError('bad_request', 'fanout: no document to set the access_token cookie in');
+  let c = `access_token=${token}; Path=${u.pathname}; SameSite=Strict`;
+  if (u.protocol === 'https:') c += '; Secure';
+  doc.cookie = c;
+}
 
 const crcTable = (() => {
   const t = new Uint32Array(256);

@@ -25,6 +25,9 @@ import {
   crc32,
   HEADER_FINAL,
   isFinal,
+  PROTOCOL,
+  protocolBearer,
+  refreshDelay,
 } from './fanout.js';
 
 const FINAL = { 'fanout-final': 'true' };
@@ -148,8 +151,9 @@ test('retryable error codes', () => {
 // ScriptedSocket records what the client sends; the test plays the server.
 class ScriptedSocket {
   static all = [];
-  constructor(url) {
+  constructor(url, protocols) {
     this.url = url;
+    this.protocols = protocols;
     this.sent = [];
     this.closedWith = null;
     ScriptedSocket.all.push(this);
@@ -348,15 +352,18 @@ test('client refreshes its token after 4002 and backs off hard', async (t) => {
   });
   await flush();
   let ws = sock();
-  assert.equal(ws.url, 'ws://server.test/ws?token=tok1');
+  assert.equal(ws.url, 'ws://server.test/ws');
   ws.open();
+  assert.deepEqual(ws.take().map((c) => [c.type, c.token]), [['auth', 'tok1']]);
   ws.end(4002, 'token expired');
   const st = statuses.at(-1);
   assert.ok(st.retryIn >= 5000, `retryIn ${st.retryIn}, want >= 5000`);
   mock.timers.tick(st.retryIn);
   await flush();
   ws = sock();
-  assert.equal(ws.url, 'ws://server.test/ws?token=tok2');
+  assert.equal(ws.url, 'ws://server.test/ws');
+  ws.open();
+  assert.deepEqual(ws.take().map((c) => [c.type, c.token]), [['auth', 'tok2']]);
   assert.deepEqual(asked, ['connect', 'unauthorized']);
 });
 
@@ -747,4 +754,142 @@ test('a close 1000 without reconnect does not stop a client that still follows t
   mock.timers.tick(10);
   await flush();
   assert.equal(ScriptedSocket.all.length, 2);
+});
+
+// --- credentials: never in a URL by default, refreshed before they expire ---
+
+const SECRET = 's3cr3t.t0k3n';
+
+test('the client never builds a URL with the token', async (t) => {
+  // WebSocket, by default: the token goes in the first message.
+  const { sock } = setup(t, { token: () => SECRET });
+  await flush();
+  const ws = sock();
+  assert.ok(!ws.url.includes(SECRET), ws.url);
+  assert.deepEqual(ws.protocols, [PROTOCOL]);
+  ws.open();
+  assert.deepEqual(ws.take()[0], { id: '1', type: 'auth', token: SECRET });
+});
+
+test('with tokenIn protocol the token travels in Sec-WebSocket-Protocol', async (t) => {
+  const { sock } = setup(t, { token: SECRET, tokenIn: 'protocol' });
+  await flush();
+  const ws = sock();
+  assert.ok(!ws.url.includes(SECRET), ws.url);
+  assert.deepEqual(ws.protocols, [PROTOCOL, protocolBearer(SECRET)]);
+  assert.equal(protocolBearer('a?b'), 'bearer.YT9i');
+  ws.open();
+  assert.ok(ws.take().every((c) => c.type !== 'auth'));
+});
+
+test('over SSE the token travels in a cookie for the stream path, not in the URL', async (t) => {
+  ScriptedEventSource.all = [];
+  const cookies = [];
+  globalThis.document = { set cookie(v) { cookies.push(v); } };
+  t.after(() => delete globalThis.document);
+  const c = connect('https://server.test/app/sse?x=1', {
+    transport: 'sse', EventSource: ScriptedEventSource, token: async () => SECRET, topics: ['a'],
+  });
+  t.after(() => c.close());
+  await flush();
+  const es = ScriptedEventSource.all.at(-1);
+  assert.ok(!es.url.toString().includes(SECRET), es.url.toString());
+  assert.deepEqual(cookies, [`access_token=${SECRET}; Path=/app/sse; SameSite=Strict; Secure`]);
+});
+
+test('tokenIn query still puts the token in the URL', async (t) => {
+  const { sock } = setup(t, { token: SECRET, tokenIn: 'query' });
+  await flush();
+  const ws = sock();
+  assert.equal(ws.url, `ws://server.test/ws?token=${SECRET}`);
+  ws.open();
+  assert.ok(ws.take().every((c) => c.type !== 'auth'));
+});
+
+test('refreshDelay refreshes a margin before expiry, or half-way', () => {
+  assert.equal(refreshDelay(100000, 0, 30000), 70000);
+  assert.equal(refreshDelay(40000, 0, 30000), 20000);
+  assert.equal(refreshDelay(0, 10, 30000), 0);
+});
+
+test('the client refreshes its credentials in place before they expire', async (t) => {
+  const asked = [];
+  let n = 0;
+  const { client, statuses, sock } = setup(t, {
+    pingInterval: 0,
+    token: ({ reason }) => {
+      asked.push(reason);
+      return `tok${++n}`;
+    },
+  });
+  await flush();
+  const ws = sock();
+  ws.open();
+  const [auth] = ws.take();
+  const expires = Date.now() + 60000;
+  ws.frames({ type: 'reply', id: auth.id, ok: true, expires });
+  assert.equal(client.expires, expires);
+  mock.timers.tick(29000);
+  await flush();
+  assert.deepEqual(ws.take(), [], 'no refresh 31s before expiry');
+  mock.timers.tick(1000);
+  await flush();
+  const [refresh] = ws.take();
+  assert.deepEqual(refresh, { id: refresh.id, type: 'refresh', token: 'tok2' });
+  ws.frames({ type: 'reply', id: refresh.id, ok: true, expires: expires + 60000 });
+  assert.equal(client.expires, expires + 60000);
+  mock.timers.tick(90000);
+  await flush();
+  const [again] = ws.take();
+  assert.equal(again.type, 'refresh');
+  assert.equal(again.token, 'tok3');
+  assert.deepEqual(asked, ['connect', 'refresh', 'refresh']);
+  assert.equal(statuses.at(-1).state, 'connected');
+  assert.equal(ScriptedSocket.all.length, 1, 'no reconnect');
+});
+
+test('an expiry frame schedules a refresh too; a healthy connection closed with 4002 reconnects soon', async (t) => {
+  const { statuses, sock } = setup(t, { pingInterval: 0, healthyAfter: 100, backoffMin: 100, backoffMax: 60000, token: () => 'tok' });
+  await flush();
+  const ws = sock();
+  ws.open();
+  ws.take();
+  ws.frames({ type: 'expiry', expires: Date.now() + 10000 });
+  mock.timers.tick(5000);
+  await flush();
+  assert.equal(ws.take()[0].type, 'refresh');
+  ws.end(4002, 'credentials expired');
+  const st = statuses.at(-1);
+  assert.equal(st.willReconnect, true);
+  assert.ok(st.retryIn < 250, `retryIn ${st.retryIn}, want < 250 after a healthy connection`);
+});
+
+test('no URL the client builds carries the token, across reopens and reconnects', async (t) => {
+  ScriptedEventSource.all = [];
+  mock.timers.enable({ apis: ['setTimeout'] });
+  t.after(() => mock.timers.reset());
+  const cookies = [];
+  globalThis.document = { set cookie(v) { cookies.push(v); } };
+  t.after(() => delete globalThis.document);
+  let n = 0;
+  const c = connect('http://server.test/sse', {
+    transport: 'sse', EventSource: ScriptedEventSource, backoffMin: 10, backoffMax: 10, healthyAfter: 50,
+    token: () => `${SECRET}${++n}`, topics: ['a'],
+  });
+  t.after(() => c.close());
+  await flush();
+  let es = ScriptedEventSource.all.at(-1);
+  es.open();
+  c.subscribe('b'); // reopens the stream with both topics
+  await flush();
+  es = ScriptedEventSource.all.at(-1);
+  es.open();
+  mock.timers.tick(50); // healthy
+  es.event({ type: 'close', code: 4002, reason: 'credentials expired', reconnect: false });
+  es.fail();
+  mock.timers.tick(250);
+  await flush();
+  assert.equal(ScriptedEventSource.all.length, 3);
+  for (const s of ScriptedEventSource.all) assert.ok(!s.url.toString().includes(SECRET), s.url.toString());
+  assert.deepEqual(cookies.map((v) => v.split(';')[0]), [1, 2, 3].map((i) => `access_token=${SECRET}${i}`));
 });

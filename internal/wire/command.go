@@ -15,6 +15,12 @@ const (
 	CmdPing        = "ping"
 )
 
+// Commands that carry credentials (see credentials.go).
+const (
+	CmdAuth    = "auth"
+	CmdRefresh = "refresh"
+)
+
 // MaxIDLength bounds a command id, in bytes.
 const MaxIDLength = 64
 
@@ -24,6 +30,7 @@ const MaxIDLength = 64
 //   - unsubscribe: Topic
 //   - publish: Topic, Data, Key, IdempotencyKey, Header
 //   - ping: none
+//   - auth, refresh: Token
 //
 // ID, at most [MaxIDLength] bytes, is echoed by the reply.
 type Command struct {
@@ -37,6 +44,8 @@ type Command struct {
 	Key            string
 	IdempotencyKey string
 	Header         map[string]string
+
+	Token string
 }
 
 // Field names of commands besides those of a publish (see package
@@ -77,6 +86,7 @@ func ParseCommand(b []byte) (Command, error) {
 		return c, badRequest(err)
 	}
 	var p payload.Publish
+	tokenGiven := false
 	for _, m := range ms {
 		var err error
 		switch m.Name {
@@ -87,6 +97,9 @@ func ParseCommand(b []byte) (Command, error) {
 			c.Snapshot, err = payload.Bool(m.Name, m.Value)
 		case fieldSince:
 			c.Since, err = parseSince(m.Value)
+		case fieldToken:
+			c.Token, err = payload.String(m.Name, m.Value)
+			tokenGiven = true
 		default:
 			var known bool
 			known, err = p.Set(m.Name, m.Value)
@@ -99,7 +112,12 @@ func ParseCommand(b []byte) (Command, error) {
 		}
 	}
 	c.Topic = p.Topic
+	if err := checkToken(c, tokenGiven, p.Topic != "" || c.Since != nil || c.Snapshot || p.Given()); err != nil {
+		return c, err
+	}
 	switch c.Type {
+	case CmdAuth, CmdRefresh:
+		return c, nil
 	case CmdPing:
 		if p.Topic != "" || c.Since != nil || c.Snapshot || p.Given() {
 			return c, badRequest(fmt.Errorf("a ping has no fields but %q and %q", fieldID, fieldType))
@@ -206,6 +224,9 @@ func AppendCommand(b []byte, c Command) []byte {
 	case CmdUnsubscribe:
 		b = append(b, `,"topic":`...)
 		b = payload.AppendString(b, c.Topic)
+	case CmdAuth, CmdRefresh:
+		b = append(b, `,"token":`...)
+		b = payload.AppendString(b, c.Token)
 	case CmdPublish:
 		p := payload.Publish{Topic: c.Topic, Data: c.Data, Key: c.Key, IdempotencyKey: c.IdempotencyKey, Header: c.Header}
 		b = p.Append(b)

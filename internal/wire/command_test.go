@@ -166,6 +166,10 @@ func FuzzParseCommand(f *testing.F) {
 		`{"id":"6","type":"publish","topic":"a","data64":"AAECAw=="}`,
 		`{"id":"7","type":"publish","topic":"a","data":"\u2028\n"}`,
 		`{"type":"subscribe","topic":"a"}}`,
+		`{"id":"8","type":"auth","token":"eyJhbGciOi.x.y"}`,
+		`{"id":"9","type":"refresh","token":""}`,
+		`{"type":"refresh","token":"t","topic":"a"}`,
+		`{"type":"ping","token":"t"}`,
 		`{"TYPE":"ping","type":"ping"}`,
 		`{"id":"\ud800","type":"ping"}`,
 		"{\"id\":\"\xff\",\"type\":\"ping\"}",
@@ -194,8 +198,15 @@ func FuzzParseCommand(f *testing.F) {
 			if err := fanout.ValidateTopic(c.Topic); err != nil {
 				t.Fatalf("accepted topic %q: %v", c.Topic, err)
 			}
+		case wire.CmdAuth, wire.CmdRefresh:
+			if c.Topic != "" || len(c.Token) > wire.MaxTokenLength {
+				t.Fatalf("accepted %s with topic %q, token of %d bytes", c.Type, c.Topic, len(c.Token))
+			}
 		default:
 			t.Fatalf("accepted type %q", c.Type)
+		}
+		if c.Token != "" && c.Type != wire.CmdAuth && c.Type != wire.CmdRefresh {
+			t.Fatalf("accepted a token on %s", c.Type)
 		}
 		if (c.Since != nil || c.Snapshot) && c.Type != wire.CmdSubscribe {
 			t.Fatalf("accepted since or snapshot on %s", c.Type)
@@ -257,6 +268,8 @@ func FuzzCommandRoundTrip(f *testing.F) {
 			{ID: id, Type: wire.CmdSubscribe, Topic: topic, Since: since, Snapshot: snapshot},
 			{ID: id, Type: wire.CmdUnsubscribe, Topic: topic},
 			{ID: id, Type: wire.CmdPublish, Topic: topic, Data: append([]byte{}, data...), Key: key, IdempotencyKey: idem, Header: header},
+			{ID: id, Type: wire.CmdAuth, Token: key},
+			{ID: id, Type: wire.CmdRefresh, Token: idem},
 		} {
 			b := wire.AppendCommand(nil, c)
 			got, err := wire.ParseCommand(b)
@@ -271,4 +284,32 @@ func FuzzCommandRoundTrip(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseCredentialCommands(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		in   string
+		want wire.Command
+		err  string
+	}{
+		{`{"id":"1","type":"auth","token":"abc"}`, wire.Command{ID: "1", Type: wire.CmdAuth, Token: "abc"}, ""},
+		{`{"type":"refresh","token":"x.y.z"}`, wire.Command{Type: wire.CmdRefresh, Token: "x.y.z"}, ""},
+		{`{"type":"auth"}`, wire.Command{}, `auth needs "token"`},
+		{`{"type":"refresh","token":1}`, wire.Command{}, `"token" must be a string`},
+		{`{"type":"auth","token":"a","topic":"t"}`, wire.Command{}, `auth has no fields but`},
+		{`{"type":"subscribe","topic":"t","token":"a"}`, wire.Command{}, `"token" belongs to auth and refresh`},
+		{`{"type":"refresh","token":"` + strings.Repeat("a", wire.MaxTokenLength+1) + `"}`, wire.Command{}, `longer than`},
+	} {
+		got, err := wire.ParseCommand([]byte(c.in))
+		if c.err != "" {
+			if !errors.Is(err, fanout.ErrBadRequest) || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%.80s: got %v, want bad request %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: got %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+	}
 }

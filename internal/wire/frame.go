@@ -33,6 +33,10 @@ type Error struct {
 //   - msg: Message, and Topic (the message's)
 //   - snapshot: Topic, Position, Items
 //   - close: Code, Reason, Reconnect
+//   - expiry: Expires
+//
+// A reply to auth or refresh carries Expires too, unless the credentials
+// never expire.
 type Frame struct {
 	Type string
 
@@ -50,6 +54,8 @@ type Frame struct {
 	Code      fanout.CloseCode
 	Reason    string
 	Reconnect bool
+
+	Expires time.Time
 }
 
 // ErrMalformed matches every error of the frame decoder.
@@ -134,6 +140,8 @@ func parseFrame(b []byte, strict bool) (Frame, error) {
 		f, err = parseSnapshot(ms, strict)
 	case FrameClose:
 		f, err = parseClose(ms, strict)
+	case FrameExpiry:
+		f, err = parseExpiry(ms, strict)
 	case "":
 		return Frame{}, malformed(fmt.Errorf("missing %q", fieldType))
 	default:
@@ -175,6 +183,8 @@ func parseReply(ms []payload.Member, strict bool) (Frame, error) {
 			var r bool
 			r, err = payload.Bool(m.Name, m.Value)
 			f.Recovered = &r
+		case fieldExpires:
+			f.Expires, err = parseExpires(m.Name, m.Value)
 		default:
 			if strict {
 				err = payload.Unknown(m.Name)
@@ -380,7 +390,7 @@ func (f *Frame) Append(b []byte) []byte {
 				e = &Error{Code: "internal"}
 			}
 		}
-		return appendReply(b, f.ID, f.Topic, e, f.Position, f.Recovered)
+		return appendReply(b, f.ID, f.Topic, e, f.Position, f.Recovered, f.Expires)
 	case FrameMsg:
 		return appendMessage(b, f.Message)
 	case FrameSnapshot:
@@ -391,6 +401,8 @@ func (f *Frame) Append(b []byte) []byte {
 		return appendSnapshot(b, f.Topic, pos, f.Items)
 	case FrameClose:
 		return appendClose(b, f.Code, f.Reason, f.Reconnect)
+	case FrameExpiry:
+		return appendExpiry(b, f.Expires)
 	}
 	panic(fmt.Sprintf("wire: unknown frame type %q", f.Type))
 }

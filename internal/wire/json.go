@@ -11,6 +11,7 @@ package wire
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/internal/payload"
@@ -62,18 +63,20 @@ func AppendFrame(b []byte, f fanout.Frame) []byte {
 		if r.Err != nil {
 			e = &Error{Code: fanout.ErrorCode(r.Err), Message: fanout.ErrorMessage(r.Err)}
 		}
-		return appendReply(b, r.ID, r.Topic, e, r.Position, r.Recovered)
+		return appendReply(b, r.ID, r.Topic, e, r.Position, r.Recovered, r.ExpiresAt)
 	case fanout.FrameSnapshot:
 		s := f.Snapshot
 		return appendSnapshot(b, s.Topic, s.Position, s.Items)
 	case fanout.FrameClose:
 		c := f.Close
 		return appendClose(b, c.Code, c.Reason, c.Reconnect)
+	case fanout.FrameExpiry:
+		return appendExpiry(b, f.Expiry.ExpiresAt)
 	}
 	panic(fmt.Sprintf("wire: unknown frame type %d", f.Type))
 }
 
-func appendReply(b []byte, id, topic string, e *Error, pos *fanout.Position, recovered *bool) []byte {
+func appendReply(b []byte, id, topic string, e *Error, pos *fanout.Position, recovered *bool, expires time.Time) []byte {
 	b = append(b, `{"type":"reply","id":`...)
 	b = payload.AppendString(b, id)
 	b = append(b, `,"ok":`...)
@@ -97,6 +100,7 @@ func appendReply(b []byte, id, topic string, e *Error, pos *fanout.Position, rec
 		b = append(b, `,"recovered":`...)
 		b = strconv.AppendBool(b, *recovered)
 	}
+	b = appendExpires(b, expires)
 	return append(b, '}')
 }
 

@@ -201,6 +201,8 @@ func FuzzFrameRoundTrip(f *testing.F) {
 			{Type: fanout.FrameSnapshot, Snapshot: &fanout.SnapshotFrame{Topic: topic, Position: pos, Items: []*fanout.Message{m, m2}}},
 			{Type: fanout.FrameSnapshot, Snapshot: &fanout.SnapshotFrame{Topic: topic, Position: pos}},
 			{Type: fanout.FrameClose, Close: &fanout.CloseFrame{Code: fanout.CloseCode(code & 0xffff), Reason: reason, Reconnect: recovered}},
+			{Type: fanout.FrameReply, Reply: &fanout.Reply{ID: id, ExpiresAt: time.UnixMilli(ms)}},
+			{Type: fanout.FrameExpiry, Expiry: &fanout.ExpiryFrame{ExpiresAt: time.UnixMilli(ms)}},
 		}
 		var all []byte
 		for i, fr := range frames {
@@ -236,6 +238,8 @@ func FuzzParseFrame(f *testing.F) {
 	f.Add([]byte(`{"type":"snapshot","topic":"t","position":{"epoch":"e","seq":2},"items":[{"type":"msg","topic":"t","seq":1,"data64":""}]}`))
 	f.Add([]byte(`{"type":"close","code":4000,"reason":"x","reconnect":true}`))
 	f.Add([]byte(`{"type":"msg","type":"msg"}`))
+	f.Add([]byte(`{"type":"expiry","expires":1700000000000}`))
+	f.Add([]byte(`{"type":"reply","id":"1","ok":true,"expires":1700000000000}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 4*maxFuzzData {
 			t.Skip()

@@ -172,6 +172,9 @@ func command(ctx context.Context, sess *fanout.Session, c *fanoutv1.Command) {
 		err = sess.Publish(ctx, id, topic, p.GetData(), publishOptions(p.GetKey(), p.GetIdempotencyKey(), p.GetHeaders())...)
 	case *fanoutv1.Command_Ping:
 		sess.Reply(fanout.Reply{ID: id})
+	case *fanoutv1.Command_Refresh:
+		// Refresh answers either way; the stream goes on.
+		sess.Refresh(ctx, id, &fanout.Credentials{Token: cmd.Refresh.GetToken(), Transport: "grpc"})
 	default:
 		err = fmt.Errorf("%w: command without a type", fanout.ErrBadRequest)
 	}

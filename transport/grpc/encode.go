@@ -89,6 +89,10 @@ func appendFrame(b []byte, f fanout.Frame) ([]byte, error) {
 			Reason:    validUTF8(c.Reason),
 			Reconnect: c.Reconnect,
 		}}})
+	case fanout.FrameExpiry:
+		return appendMarshal(b, &fanoutv1.Frame{Frame: &fanoutv1.Frame_Expiry{Expiry: &fanoutv1.Expiry{
+			ExpiresAt: timestamppb.New(f.Expiry.ExpiresAt),
+		}}})
 	}
 	return b, fmt.Errorf("fanoutgrpc: unknown frame type %d", f.Type)
 }
@@ -150,6 +154,9 @@ func reply(r *fanout.Reply) *fanoutv1.Reply {
 	}
 	if r.Position != nil {
 		pr.Position = position(*r.Position)
+	}
+	if !r.ExpiresAt.IsZero() {
+		pr.ExpiresAt = timestamppb.New(r.ExpiresAt)
 	}
 	return pr
 }

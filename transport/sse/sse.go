@@ -384,6 +384,10 @@ func (s *stream) frame(f fanout.Frame) {
 	case fanout.FrameClose:
 		b = append(b, "event: close\n"...)
 		b = appendData(b, wire.AppendFrame(nil, f))
+	case fanout.FrameExpiry:
+		// No id: the cursor does not move.
+		b = append(b, "event: expiry\n"...)
+		b = appendData(b, wire.AppendFrame(nil, f))
 	}
 	s.buf = b
 	if len(s.buf) >= writeChunk {

@@ -38,6 +38,8 @@ type conn struct {
 	pinging chan struct{} // closed when the ping in flight has ended; nil when none is
 
 	wg sync.WaitGroup // the ping in flight, if any
+
+	started bool // a command has been read; only the reader uses it
 }
 
 func newConn(h *Handler, sess *fanout.Session, ws *websocket.Conn, nc *corkConn) *conn {
@@ -252,7 +254,19 @@ func (c *conn) command(b []byte) bool {
 		return false
 	}
 	cmd, err := wire.ParseCommand(b)
-	if err == nil {
+	first := !c.started
+	c.started = true
+	switch {
+	case err == nil && cmd.Type == wire.CmdAuth:
+		if !first {
+			err = fmt.Errorf("%w: auth must be the first command; use refresh", fanout.ErrBadRequest)
+			break
+		}
+		// Authenticate answers, and on failure closes the session.
+		return c.sess.Authenticate(c.ctx, cmd.ID, &fanout.Credentials{Token: cmd.Token, Transport: "websocket"}) == nil
+	case !c.sess.CheckCredentials(cmd.ID):
+		return false // it answered, and closes the session
+	case err == nil:
 		err = c.run(cmd)
 	}
 	if err != nil {
@@ -269,6 +283,10 @@ func (c *conn) run(cmd wire.Command) error {
 	switch cmd.Type {
 	case wire.CmdPing:
 		c.sess.Reply(fanout.Reply{ID: cmd.ID})
+		return nil
+	case wire.CmdRefresh:
+		// Refresh answers either way; the session stands.
+		c.sess.Refresh(c.ctx, cmd.ID, &fanout.Credentials{Token: cmd.Token, Transport: "websocket"})
 		return nil
 	case wire.CmdSubscribe:
 		return c.sess.Subscribe(c.ctx, fanout.SubscribeRequest{

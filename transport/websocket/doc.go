@@ -26,6 +26,18 @@
 // call it after [fanout.Hub.Shutdown] to wait for the connections (which
 // http.Server.Shutdown does not do for upgraded ones).
 //
+// # Credentials
+//
+// The handshake's token comes from the Authorization header, a
+// Sec-WebSocket-Protocol entry ([ProtocolBearer], offered with [Protocol]),
+// the token query parameter (visible to proxies and in access logs) or the
+// access_token cookie. A client that offers [Protocol] without a token may
+// instead send an "auth" command first, within [Options.AuthTimeout]; any
+// other command first closes the connection with
+// [fanout.CloseUnauthorized]. Credentials that expire are refreshed with a
+// "refresh" command ([fanout.Session.Refresh]); without one, the
+// connection closes with [fanout.CloseUnauthorized] when they expire.
+//
 // # Heartbeats
 //
 // The server pings every [Options.PingInterval] and closes a client that

@@ -265,6 +265,9 @@ func TestHandshakeRefusals(t *testing.T) {
 		{"not an upgrade", "GET", http.Header{"Authorization": {"Bearer good"}}, http.StatusUpgradeRequired, "bad_request"},
 		{"post", "POST", upgrade, http.StatusMethodNotAllowed, "bad_request"},
 		{"no credentials", "GET", upgrade, http.StatusUnauthorized, "unauthenticated"},
+		{"wrong credentials", "GET", with(upgrade, "Authorization", "Bearer bad"), http.StatusUnauthorized, "unauthenticated"},
+		{"bearer protocol without fanout.v1", "GET", with(upgrade, "Sec-Websocket-Protocol", fws.ProtocolBearer("good")), http.StatusBadRequest, "bad_request"},
+		{"bearer protocol not base64url", "GET", with(upgrade, "Sec-Websocket-Protocol", "fanout.v1, bearer.a+b"), http.StatusBadRequest, "bad_request"},
 		{"wrong version", "GET", with(upgrade, "Sec-Websocket-Version", "8"), http.StatusBadRequest, "bad_request"},
 		{"no key", "GET", with(upgrade, "Sec-Websocket-Key", ""), http.StatusBadRequest, "bad_request"},
 	} {

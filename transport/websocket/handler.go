@@ -68,6 +68,13 @@ type Options struct {
 	// CompressionMode selects compression. Default: CompressionDisabled.
 	CompressionMode CompressionMode
 
+	// AuthTimeout is how long a connection whose handshake offered the
+	// subprotocol [Protocol] but no credentials that the authenticator
+	// accepts has to send them in an "auth" command, its first; past it
+	// the connection is closed with [fanout.CloseUnauthorized]. Default:
+	// 10s.
+	AuthTimeout time.Duration
+
 	// WriteBufferSize is the size of the WebSocket library's write buffer
 	// for each connection, in bytes, which the connection keeps for its
 	// life. A batch of frames goes out in one write system call whatever
@@ -83,6 +90,7 @@ const (
 	defaultPingTimeout  = 15 * time.Second
 	defaultWriteTimeout = 10 * time.Second
 	defaultWriteBuffer  = 1 << 10
+	defaultAuthTimeout  = 10 * time.Second
 )
 
 func (o *Options) setDefaults() {
@@ -100,6 +108,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.WriteBufferSize <= 0 {
 		o.WriteBufferSize = defaultWriteBuffer
+	}
+	if o.AuthTimeout <= 0 {
+		o.AuthTimeout = defaultAuthTimeout
 	}
 }
 
@@ -136,6 +147,9 @@ func New(hub *fanout.Hub, opts *Options) *Handler {
 		// ServeHTTP has checked the origin, before authentication.
 		InsecureSkipVerify: true,
 		CompressionMode:    websocket.CompressionMode(h.opts.CompressionMode),
+		// Answered when offered; never a bearer entry, so that the token
+		// does not come back.
+		Subprotocols: []string{Protocol},
 	}
 	return h
 }
@@ -145,10 +159,14 @@ func New(hub *fanout.Hub, opts *Options) *Handler {
 // served by goroutines of the handler until it ends. A refused request
 // gets the error body of [fanout.WriteError] and creates no session: 405
 // (not a GET), 426 (not a WebSocket upgrade), 400 (bad_request: a bad
-// WebSocket version or key), 403 (forbidden: a page of an origin that
+// WebSocket version or key, a malformed bearer entry in
+// Sec-WebSocket-Protocol), 403 (forbidden: a page of an origin that
 // OriginPatterns does not allow; the authenticator is not called), 401
-// (unauthenticated), or, after Close or once the hub is shutting down, 503
-// (closed).
+// (unauthenticated: a token that the authenticator refuses), or, after
+// Close or once the hub is shutting down, 503 (closed). A handshake
+// without a token that offers the subprotocol [Protocol] is upgraded even
+// when the authenticator refuses it: the client then has
+// [Options.AuthTimeout] to authenticate with an auth command, its first.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	h.mu.Lock()
@@ -166,8 +184,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, start, http.StatusForbidden, err)
 		return
 	}
-	p, err := h.hub.Authenticate(r.Context(), fanout.CredentialsFromRequest(r, "websocket"))
+	creds, err := credentials(r)
 	if err != nil {
+		h.refuse(w, start, http.StatusBadRequest, err)
+		return
+	}
+	p, err := h.hub.Authenticate(r.Context(), creds)
+	// A handshake without a token that the authenticator refuses, from a
+	// client that offers the fanout.v1 subprotocol, is upgraded all the
+	// same: the client sends its credentials in an auth command. Clients
+	// that do not offer it get the 401 they always got.
+	awaiting := err != nil && creds.Token == "" && offersProtocol(r.Header)
+	if err != nil && !awaiting {
 		h.refuse(w, start, fanout.HTTPStatus(err), err)
 		return
 	}
@@ -178,6 +206,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.refuse(w, start, fanout.HTTPStatus(err), err)
 		return
+	}
+	if awaiting {
+		sess.AwaitCredentials(h.opts.AuthTimeout)
 	}
 	hj := &hijacker{ResponseWriter: w, writeBufferSize: h.opts.WriteBufferSize}
 	ws, err := websocket.Accept(hj, r, &h.accept)

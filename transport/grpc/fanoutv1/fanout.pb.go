@@ -200,6 +200,7 @@ type Command struct {
 	//	*Command_Unsubscribe
 	//	*Command_Publish
 	//	*Command_Ping
+	//	*Command_Refresh
 	Command       isCommand_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -285,6 +286,15 @@ func (x *Command) GetPing() *Ping {
 	return nil
 }
 
+func (x *Command) GetRefresh() *Refresh {
+	if x != nil {
+		if x, ok := x.Command.(*Command_Refresh); ok {
+			return x.Refresh
+		}
+	}
+	return nil
+}
+
 type isCommand_Command interface {
 	isCommand_Command()
 }
@@ -305,6 +315,12 @@ type Command_Ping struct {
 	Ping *Ping `protobuf:"bytes,5,opt,name=ping,proto3,oneof"`
 }
 
+type Command_Refresh struct {
+	// refresh replaces the stream's credentials without reconnecting.
+	// (Numbers from 16 are the credentials'.)
+	Refresh *Refresh `protobuf:"bytes,16,opt,name=refresh,proto3,oneof"`
+}
+
 func (*Command_Subscribe) isCommand_Command() {}
 
 func (*Command_Unsubscribe) isCommand_Command() {}
@@ -312,6 +328,55 @@ func (*Command_Unsubscribe) isCommand_Command() {}
 func (*Command_Publish) isCommand_Command() {}
 
 func (*Command_Ping) isCommand_Command() {}
+
+func (*Command_Refresh) isCommand_Command() {}
+
+// Refresh carries new credentials for a Connect stream: the token is
+// authenticated as the call's authorization metadata was, and must be the
+// same principal's. The reply carries when they expire.
+type Refresh struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refresh) Reset() {
+	*x = Refresh{}
+	mi := &file_fanout_v1_fanout_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refresh) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refresh) ProtoMessage() {}
+
+func (x *Refresh) ProtoReflect() protoreflect.Message {
+	mi := &file_fanout_v1_fanout_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refresh.ProtoReflect.Descriptor instead.
+func (*Refresh) Descriptor() ([]byte, []int) {
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Refresh) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
 
 // Unsubscribe leaves a topic.
 type Unsubscribe struct {
@@ -323,7 +388,7 @@ type Unsubscribe struct {
 
 func (x *Unsubscribe) Reset() {
 	*x = Unsubscribe{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[4]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -335,7 +400,7 @@ func (x *Unsubscribe) String() string {
 func (*Unsubscribe) ProtoMessage() {}
 
 func (x *Unsubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[4]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -348,7 +413,7 @@ func (x *Unsubscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unsubscribe.ProtoReflect.Descriptor instead.
 func (*Unsubscribe) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{4}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Unsubscribe) GetTopic() string {
@@ -367,7 +432,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[5]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +444,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[5]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +457,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{5}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{6}
 }
 
 // PublishRequest publishes data to a topic.
@@ -415,7 +480,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[6]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +492,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[6]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +505,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{6}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PublishRequest) GetTopic() string {
@@ -488,7 +553,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[7]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +565,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[7]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +578,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{7}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PublishResponse) GetPosition() *Position {
@@ -533,7 +598,7 @@ type Frames struct {
 
 func (x *Frames) Reset() {
 	*x = Frames{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[8]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +610,7 @@ func (x *Frames) String() string {
 func (*Frames) ProtoMessage() {}
 
 func (x *Frames) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[8]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +623,7 @@ func (x *Frames) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frames.ProtoReflect.Descriptor instead.
 func (*Frames) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{8}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Frames) GetFrames() []*Frame {
@@ -577,6 +642,7 @@ type Frame struct {
 	//	*Frame_Message
 	//	*Frame_Snapshot
 	//	*Frame_Close
+	//	*Frame_Expiry
 	Frame         isFrame_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -584,7 +650,7 @@ type Frame struct {
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[9]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +662,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[9]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +675,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{9}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Frame) GetFrame() isFrame_Frame {
@@ -655,6 +721,15 @@ func (x *Frame) GetClose() *Close {
 	return nil
 }
 
+func (x *Frame) GetExpiry() *Expiry {
+	if x != nil {
+		if x, ok := x.Frame.(*Frame_Expiry); ok {
+			return x.Expiry
+		}
+	}
+	return nil
+}
+
 type isFrame_Frame interface {
 	isFrame_Frame()
 }
@@ -675,6 +750,11 @@ type Frame_Close struct {
 	Close *Close `protobuf:"bytes,4,opt,name=close,proto3,oneof"`
 }
 
+type Frame_Expiry struct {
+	// expiry is the first frame of a stream whose credentials expire.
+	Expiry *Expiry `protobuf:"bytes,16,opt,name=expiry,proto3,oneof"`
+}
+
 func (*Frame_Reply) isFrame_Frame() {}
 
 func (*Frame_Message) isFrame_Frame() {}
@@ -682,6 +762,54 @@ func (*Frame_Message) isFrame_Frame() {}
 func (*Frame_Snapshot) isFrame_Frame() {}
 
 func (*Frame_Close) isFrame_Frame() {}
+
+func (*Frame_Expiry) isFrame_Frame() {}
+
+// Expiry says when the stream's credentials expire: the stream then ends
+// with close 4002, unless a refresh replaced them before.
+type Expiry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Expiry) Reset() {
+	*x = Expiry{}
+	mi := &file_fanout_v1_fanout_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Expiry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Expiry) ProtoMessage() {}
+
+func (x *Expiry) ProtoReflect() protoreflect.Message {
+	mi := &file_fanout_v1_fanout_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Expiry.ProtoReflect.Descriptor instead.
+func (*Expiry) Descriptor() ([]byte, []int) {
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Expiry) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
 
 // Reply answers a command, or one subscription of a Subscribe request.
 type Reply struct {
@@ -693,14 +821,17 @@ type Reply struct {
 	// position is the topic's position, on subscribe and publish replies.
 	Position *Position `protobuf:"bytes,4,opt,name=position,proto3" json:"position,omitempty"`
 	// recovered is set on replies to a subscription with since.
-	Recovered     *bool `protobuf:"varint,5,opt,name=recovered,proto3,oneof" json:"recovered,omitempty"`
+	Recovered *bool `protobuf:"varint,5,opt,name=recovered,proto3,oneof" json:"recovered,omitempty"`
+	// expires_at is set on replies to refresh: when the new credentials
+	// expire (unset: never).
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[10]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +843,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[10]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +856,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{10}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Reply) GetId() string {
@@ -763,6 +894,13 @@ func (x *Reply) GetRecovered() bool {
 	return false
 }
 
+func (x *Reply) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 // Error says why a command failed.
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -775,7 +913,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[11]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +925,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[11]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +938,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{11}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Error) GetCode() string {
@@ -833,7 +971,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[12]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +983,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[12]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +996,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{12}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Message) GetTopic() string {
@@ -923,7 +1061,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[13]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1073,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[13]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1086,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{13}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Snapshot) GetTopic() string {
@@ -986,7 +1124,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[14]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1136,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[14]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1149,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{14}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Close) GetCode() uint32 {
@@ -1048,14 +1186,17 @@ const file_fanout_v1_fanout_proto_rawDesc = "" +
 	"\x05since\x18\x02 \x01(\v2\x13.fanout.v1.PositionR\x05since\x12\x1a\n" +
 	"\bsnapshot\x18\x03 \x01(\bR\bsnapshot\"Q\n" +
 	"\x10SubscribeRequest\x12=\n" +
-	"\rsubscriptions\x18\x01 \x03(\v2\x17.fanout.v1.SubscriptionR\rsubscriptions\"\xf7\x01\n" +
+	"\rsubscriptions\x18\x01 \x03(\v2\x17.fanout.v1.SubscriptionR\rsubscriptions\"\xa7\x02\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x127\n" +
 	"\tsubscribe\x18\x02 \x01(\v2\x17.fanout.v1.SubscriptionH\x00R\tsubscribe\x12:\n" +
 	"\vunsubscribe\x18\x03 \x01(\v2\x16.fanout.v1.UnsubscribeH\x00R\vunsubscribe\x125\n" +
 	"\apublish\x18\x04 \x01(\v2\x19.fanout.v1.PublishRequestH\x00R\apublish\x12%\n" +
-	"\x04ping\x18\x05 \x01(\v2\x0f.fanout.v1.PingH\x00R\x04pingB\t\n" +
-	"\acommand\"#\n" +
+	"\x04ping\x18\x05 \x01(\v2\x0f.fanout.v1.PingH\x00R\x04ping\x12.\n" +
+	"\arefresh\x18\x10 \x01(\v2\x12.fanout.v1.RefreshH\x00R\arefreshB\t\n" +
+	"\acommand\"\x1f\n" +
+	"\aRefresh\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"#\n" +
 	"\vUnsubscribe\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\"\x06\n" +
 	"\x04Ping\"\xf3\x01\n" +
@@ -1071,19 +1212,25 @@ const file_fanout_v1_fanout_proto_rawDesc = "" +
 	"\x0fPublishResponse\x12/\n" +
 	"\bposition\x18\x01 \x01(\v2\x13.fanout.v1.PositionR\bposition\"2\n" +
 	"\x06Frames\x12(\n" +
-	"\x06frames\x18\x01 \x03(\v2\x10.fanout.v1.FrameR\x06frames\"\xc7\x01\n" +
+	"\x06frames\x18\x01 \x03(\v2\x10.fanout.v1.FrameR\x06frames\"\xf4\x01\n" +
 	"\x05Frame\x12(\n" +
 	"\x05reply\x18\x01 \x01(\v2\x10.fanout.v1.ReplyH\x00R\x05reply\x12.\n" +
 	"\amessage\x18\x02 \x01(\v2\x12.fanout.v1.MessageH\x00R\amessage\x121\n" +
 	"\bsnapshot\x18\x03 \x01(\v2\x13.fanout.v1.SnapshotH\x00R\bsnapshot\x12(\n" +
-	"\x05close\x18\x04 \x01(\v2\x10.fanout.v1.CloseH\x00R\x05closeB\a\n" +
-	"\x05frame\"\xb7\x01\n" +
+	"\x05close\x18\x04 \x01(\v2\x10.fanout.v1.CloseH\x00R\x05close\x12+\n" +
+	"\x06expiry\x18\x10 \x01(\v2\x11.fanout.v1.ExpiryH\x00R\x06expiryB\a\n" +
+	"\x05frame\"C\n" +
+	"\x06Expiry\x129\n" +
+	"\n" +
+	"expires_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xf2\x01\n" +
 	"\x05Reply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12&\n" +
 	"\x05error\x18\x03 \x01(\v2\x10.fanout.v1.ErrorR\x05error\x12/\n" +
 	"\bposition\x18\x04 \x01(\v2\x13.fanout.v1.PositionR\bposition\x12!\n" +
-	"\trecovered\x18\x05 \x01(\bH\x00R\trecovered\x88\x01\x01B\f\n" +
+	"\trecovered\x18\x05 \x01(\bH\x00R\trecovered\x88\x01\x01\x129\n" +
+	"\n" +
+	"expires_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAtB\f\n" +
 	"\n" +
 	"_recovered\"5\n" +
 	"\x05Error\x12\x12\n" +
@@ -1126,58 +1273,64 @@ func file_fanout_v1_fanout_proto_rawDescGZIP() []byte {
 	return file_fanout_v1_fanout_proto_rawDescData
 }
 
-var file_fanout_v1_fanout_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_fanout_v1_fanout_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_fanout_v1_fanout_proto_goTypes = []any{
 	(*Position)(nil),              // 0: fanout.v1.Position
 	(*Subscription)(nil),          // 1: fanout.v1.Subscription
 	(*SubscribeRequest)(nil),      // 2: fanout.v1.SubscribeRequest
 	(*Command)(nil),               // 3: fanout.v1.Command
-	(*Unsubscribe)(nil),           // 4: fanout.v1.Unsubscribe
-	(*Ping)(nil),                  // 5: fanout.v1.Ping
-	(*PublishRequest)(nil),        // 6: fanout.v1.PublishRequest
-	(*PublishResponse)(nil),       // 7: fanout.v1.PublishResponse
-	(*Frames)(nil),                // 8: fanout.v1.Frames
-	(*Frame)(nil),                 // 9: fanout.v1.Frame
-	(*Reply)(nil),                 // 10: fanout.v1.Reply
-	(*Error)(nil),                 // 11: fanout.v1.Error
-	(*Message)(nil),               // 12: fanout.v1.Message
-	(*Snapshot)(nil),              // 13: fanout.v1.Snapshot
-	(*Close)(nil),                 // 14: fanout.v1.Close
-	nil,                           // 15: fanout.v1.PublishRequest.HeadersEntry
-	nil,                           // 16: fanout.v1.Message.HeadersEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*Refresh)(nil),               // 4: fanout.v1.Refresh
+	(*Unsubscribe)(nil),           // 5: fanout.v1.Unsubscribe
+	(*Ping)(nil),                  // 6: fanout.v1.Ping
+	(*PublishRequest)(nil),        // 7: fanout.v1.PublishRequest
+	(*PublishResponse)(nil),       // 8: fanout.v1.PublishResponse
+	(*Frames)(nil),                // 9: fanout.v1.Frames
+	(*Frame)(nil),                 // 10: fanout.v1.Frame
+	(*Expiry)(nil),                // 11: fanout.v1.Expiry
+	(*Reply)(nil),                 // 12: fanout.v1.Reply
+	(*Error)(nil),                 // 13: fanout.v1.Error
+	(*Message)(nil),               // 14: fanout.v1.Message
+	(*Snapshot)(nil),              // 15: fanout.v1.Snapshot
+	(*Close)(nil),                 // 16: fanout.v1.Close
+	nil,                           // 17: fanout.v1.PublishRequest.HeadersEntry
+	nil,                           // 18: fanout.v1.Message.HeadersEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_fanout_v1_fanout_proto_depIdxs = []int32{
 	0,  // 0: fanout.v1.Subscription.since:type_name -> fanout.v1.Position
 	1,  // 1: fanout.v1.SubscribeRequest.subscriptions:type_name -> fanout.v1.Subscription
 	1,  // 2: fanout.v1.Command.subscribe:type_name -> fanout.v1.Subscription
-	4,  // 3: fanout.v1.Command.unsubscribe:type_name -> fanout.v1.Unsubscribe
-	6,  // 4: fanout.v1.Command.publish:type_name -> fanout.v1.PublishRequest
-	5,  // 5: fanout.v1.Command.ping:type_name -> fanout.v1.Ping
-	15, // 6: fanout.v1.PublishRequest.headers:type_name -> fanout.v1.PublishRequest.HeadersEntry
-	0,  // 7: fanout.v1.PublishResponse.position:type_name -> fanout.v1.Position
-	9,  // 8: fanout.v1.Frames.frames:type_name -> fanout.v1.Frame
-	10, // 9: fanout.v1.Frame.reply:type_name -> fanout.v1.Reply
-	12, // 10: fanout.v1.Frame.message:type_name -> fanout.v1.Message
-	13, // 11: fanout.v1.Frame.snapshot:type_name -> fanout.v1.Snapshot
-	14, // 12: fanout.v1.Frame.close:type_name -> fanout.v1.Close
-	11, // 13: fanout.v1.Reply.error:type_name -> fanout.v1.Error
-	0,  // 14: fanout.v1.Reply.position:type_name -> fanout.v1.Position
-	17, // 15: fanout.v1.Message.time:type_name -> google.protobuf.Timestamp
-	16, // 16: fanout.v1.Message.headers:type_name -> fanout.v1.Message.HeadersEntry
-	0,  // 17: fanout.v1.Snapshot.position:type_name -> fanout.v1.Position
-	12, // 18: fanout.v1.Snapshot.items:type_name -> fanout.v1.Message
-	2,  // 19: fanout.v1.SubscribeService.Subscribe:input_type -> fanout.v1.SubscribeRequest
-	3,  // 20: fanout.v1.SubscribeService.Connect:input_type -> fanout.v1.Command
-	6,  // 21: fanout.v1.PublishService.Publish:input_type -> fanout.v1.PublishRequest
-	8,  // 22: fanout.v1.SubscribeService.Subscribe:output_type -> fanout.v1.Frames
-	8,  // 23: fanout.v1.SubscribeService.Connect:output_type -> fanout.v1.Frames
-	7,  // 24: fanout.v1.PublishService.Publish:output_type -> fanout.v1.PublishResponse
-	22, // [22:25] is the sub-list for method output_type
-	19, // [19:22] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	5,  // 3: fanout.v1.Command.unsubscribe:type_name -> fanout.v1.Unsubscribe
+	7,  // 4: fanout.v1.Command.publish:type_name -> fanout.v1.PublishRequest
+	6,  // 5: fanout.v1.Command.ping:type_name -> fanout.v1.Ping
+	4,  // 6: fanout.v1.Command.refresh:type_name -> fanout.v1.Refresh
+	17, // 7: fanout.v1.PublishRequest.headers:type_name -> fanout.v1.PublishRequest.HeadersEntry
+	0,  // 8: fanout.v1.PublishResponse.position:type_name -> fanout.v1.Position
+	10, // 9: fanout.v1.Frames.frames:type_name -> fanout.v1.Frame
+	12, // 10: fanout.v1.Frame.reply:type_name -> fanout.v1.Reply
+	14, // 11: fanout.v1.Frame.message:type_name -> fanout.v1.Message
+	15, // 12: fanout.v1.Frame.snapshot:type_name -> fanout.v1.Snapshot
+	16, // 13: fanout.v1.Frame.close:type_name -> fanout.v1.Close
+	11, // 14: fanout.v1.Frame.expiry:type_name -> fanout.v1.Expiry
+	19, // 15: fanout.v1.Expiry.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 16: fanout.v1.Reply.error:type_name -> fanout.v1.Error
+	0,  // 17: fanout.v1.Reply.position:type_name -> fanout.v1.Position
+	19, // 18: fanout.v1.Reply.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 19: fanout.v1.Message.time:type_name -> google.protobuf.Timestamp
+	18, // 20: fanout.v1.Message.headers:type_name -> fanout.v1.Message.HeadersEntry
+	0,  // 21: fanout.v1.Snapshot.position:type_name -> fanout.v1.Position
+	14, // 22: fanout.v1.Snapshot.items:type_name -> fanout.v1.Message
+	2,  // 23: fanout.v1.SubscribeService.Subscribe:input_type -> fanout.v1.SubscribeRequest
+	3,  // 24: fanout.v1.SubscribeService.Connect:input_type -> fanout.v1.Command
+	7,  // 25: fanout.v1.PublishService.Publish:input_type -> fanout.v1.PublishRequest
+	9,  // 26: fanout.v1.SubscribeService.Subscribe:output_type -> fanout.v1.Frames
+	9,  // 27: fanout.v1.SubscribeService.Connect:output_type -> fanout.v1.Frames
+	8,  // 28: fanout.v1.PublishService.Publish:output_type -> fanout.v1.PublishResponse
+	26, // [26:29] is the sub-list for method output_type
+	23, // [23:26] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_fanout_v1_fanout_proto_init() }
@@ -1190,21 +1343,23 @@ func file_fanout_v1_fanout_proto_init() {
 		(*Command_Unsubscribe)(nil),
 		(*Command_Publish)(nil),
 		(*Command_Ping)(nil),
+		(*Command_Refresh)(nil),
 	}
-	file_fanout_v1_fanout_proto_msgTypes[9].OneofWrappers = []any{
+	file_fanout_v1_fanout_proto_msgTypes[10].OneofWrappers = []any{
 		(*Frame_Reply)(nil),
 		(*Frame_Message)(nil),
 		(*Frame_Snapshot)(nil),
 		(*Frame_Close)(nil),
+		(*Frame_Expiry)(nil),
 	}
-	file_fanout_v1_fanout_proto_msgTypes[10].OneofWrappers = []any{}
+	file_fanout_v1_fanout_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fanout_v1_fanout_proto_rawDesc), len(file_fanout_v1_fanout_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

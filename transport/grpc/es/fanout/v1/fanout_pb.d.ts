@@ -130,6 +130,15 @@ export declare type Command = Message$1<"fanout.v1.Command"> & {
      */
     value: Ping;
     case: "ping";
+  } | {
+    /**
+     * refresh replaces the stream's credentials without reconnecting.
+     * (Numbers from 16 are the credentials'.)
+     *
+     * @generated from field: fanout.v1.Refresh refresh = 16;
+     */
+    value: Refresh;
+    case: "refresh";
   } | { case: undefined; value?: undefined };
 };
 
@@ -138,6 +147,26 @@ export declare type Command = Message$1<"fanout.v1.Command"> & {
  * Use `create(CommandSchema)` to create a new message.
  */
 export declare const CommandSchema: GenMessage<Command>;
+
+/**
+ * Refresh carries new credentials for a Connect stream: the token is
+ * authenticated as the call's authorization metadata was, and must be the
+ * same principal's. The reply carries when they expire.
+ *
+ * @generated from message fanout.v1.Refresh
+ */
+export declare type Refresh = Message$1<"fanout.v1.Refresh"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message fanout.v1.Refresh.
+ * Use `create(RefreshSchema)` to create a new message.
+ */
+export declare const RefreshSchema: GenMessage<Refresh>;
 
 /**
  * Unsubscribe leaves a topic.
@@ -288,6 +317,14 @@ export declare type Frame = Message$1<"fanout.v1.Frame"> & {
      */
     value: Close;
     case: "close";
+  } | {
+    /**
+     * expiry is the first frame of a stream whose credentials expire.
+     *
+     * @generated from field: fanout.v1.Expiry expiry = 16;
+     */
+    value: Expiry;
+    case: "expiry";
   } | { case: undefined; value?: undefined };
 };
 
@@ -296,6 +333,25 @@ export declare type Frame = Message$1<"fanout.v1.Frame"> & {
  * Use `create(FrameSchema)` to create a new message.
  */
 export declare const FrameSchema: GenMessage<Frame>;
+
+/**
+ * Expiry says when the stream's credentials expire: the stream then ends
+ * with close 4002, unless a refresh replaced them before.
+ *
+ * @generated from message fanout.v1.Expiry
+ */
+export declare type Expiry = Message$1<"fanout.v1.Expiry"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 1;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message fanout.v1.Expiry.
+ * Use `create(ExpirySchema)` to create a new message.
+ */
+export declare const ExpirySchema: GenMessage<Expiry>;
 
 /**
  * Reply answers a command, or one subscription of a Subscribe request.
@@ -333,6 +389,14 @@ export declare type Reply = Message$1<"fanout.v1.Reply"> & {
    * @generated from field: optional bool recovered = 5;
    */
   recovered?: boolean | undefined;
+
+  /**
+   * expires_at is set on replies to refresh: when the new credentials
+   * expire (unset: never).
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 16;
+   */
+  expiresAt?: Timestamp | undefined;
 };
 
 /**

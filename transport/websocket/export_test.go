@@ -1,0 +1,4 @@
+package websocket
+
+// ProtocolTokenForTest is protocolToken, for the fuzz test.
+var ProtocolTokenForTest = protocolToken
