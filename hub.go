@@ -150,6 +150,9 @@ type Hub struct {
 
 	sessMu   sync.Mutex // guards sessions and the closing flags
 	sessions map[*Session]struct{}
+	// byPrincipal indexes sessions by their principal's ID (see
+	// control.go); a principal leaves it with its last session.
+	byPrincipal map[string]map[*Session]struct{}
 	nextID   uint64
 	draining bool          // Shutdown started: no new sessions
 	gone     chan struct{} // closed when the last session leaves during Shutdown
@@ -167,6 +170,12 @@ type Hub struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// Control messages (see control.go); ctl is nil when the backplane
+	// carries none.
+	ctl      ControlBackplane
+	ctlQueue chan controlMsg
+	nodeID   string
 }
 
 type shard struct {
@@ -194,6 +203,7 @@ func NewHub(opts *HubOptions) (*Hub, error) {
 		return nil, fmt.Errorf("fanout: open backplane: %w", err)
 	}
 	h.bp = boundedBackplane{h.bp, h.opts.BackplaneTimeout}
+	h.openControl(bp)
 	return h, nil
 }
 

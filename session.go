@@ -45,6 +45,9 @@ type Reply struct {
 	// reached back, so that nothing was missed. When false, a snapshot
 	// frame follows.
 	Recovered *bool
+	// Snapshot is set on a [FrameSubscribed] that a snapshot frame
+	// follows.
+	Snapshot bool
 }
 
 // SnapshotFrame carries a topic's state: its latest message per key and the
@@ -73,6 +76,8 @@ type SubscribeRequest struct {
 	Since *Position
 	// Snapshot asks for the topic's current state first (when Since is nil).
 	Snapshot bool
+
+	server bool // made by Hub.Subscribe: not authorized, answered with FrameSubscribed
 }
 
 // Session is one connected client on any transport. A transport creates it
@@ -144,6 +149,7 @@ func (h *Hub) NewSession(p Principal) (*Session, error) {
 		done:       make(chan struct{}),
 	}
 	h.sessions[s] = struct{}{}
+	h.indexSession(s)
 	h.sessMu.Unlock()
 	h.observe(Event{Type: EventSessionOpen, Session: s.id})
 	return s, nil
@@ -210,8 +216,10 @@ func (s *Session) subscribe(ctx context.Context, req SubscribeRequest) error {
 	if err := ValidateTopic(req.Topic); err != nil {
 		return err
 	}
-	if err := s.hub.Authorize(ctx, s.principal, req.Topic, ActionSubscribe); err != nil {
-		return err
+	if !req.server {
+		if err := s.hub.Authorize(ctx, s.principal, req.Topic, ActionSubscribe); err != nil {
+			return err
+		}
 	}
 	sub := &subscription{sess: s, topicName: req.Topic, buffering: true}
 	s.mu.Lock()
@@ -256,7 +264,12 @@ func (s *Session) subscribe(ctx context.Context, req SubscribeRequest) error {
 		s.mu.Unlock()
 		return fmt.Errorf("subscribe %q: %w", req.Topic, ErrClosed)
 	}
-	s.pushLocked(Frame{Type: FrameReply, Reply: reply})
+	if req.server {
+		reply.Snapshot = len(first) > 0
+		s.pushLocked(Frame{Type: FrameSubscribed, Reply: reply})
+	} else {
+		s.pushLocked(Frame{Type: FrameReply, Reply: reply})
+	}
 	// What the subscribe owes (history, a snapshot) enters the queue as one
 	// group, under its own budget (see admitLocked).
 	owed := 0
@@ -483,6 +496,7 @@ func (s *Session) Close(code CloseCode, reason string) {
 	h := s.hub
 	h.sessMu.Lock()
 	delete(h.sessions, s)
+	h.unindexSession(s)
 	if h.gone != nil && len(h.sessions) == 0 {
 		select {
 		case <-h.gone:

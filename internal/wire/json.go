@@ -69,6 +69,11 @@ func AppendFrame(b []byte, f fanout.Frame) []byte {
 	case fanout.FrameClose:
 		c := f.Close
 		return appendClose(b, c.Code, c.Reason, c.Reconnect)
+	case fanout.FrameSubscribed:
+		r := f.Reply
+		return appendSubscribed(b, r.Topic, r.Position, r.Snapshot)
+	case fanout.FrameUnsubscribed:
+		return appendUnsubscribed(b, f.Reply.Topic)
 	}
 	panic(fmt.Sprintf("wire: unknown frame type %d", f.Type))
 }
