@@ -153,9 +153,9 @@ type Hub struct {
 	// byPrincipal indexes sessions by their principal's ID (see
 	// control.go); a principal leaves it with its last session.
 	byPrincipal map[string]map[*Session]struct{}
-	nextID   uint64
-	draining bool          // Shutdown started: no new sessions
-	gone     chan struct{} // closed when the last session leaves during Shutdown
+	nextID      uint64
+	draining    bool          // Shutdown started: no new sessions
+	gone        chan struct{} // closed when the last session leaves during Shutdown
 
 	done    chan struct{}  // closed by Close: stops the hub's goroutines
 	wg      sync.WaitGroup // the hub's goroutines (gap recovery)
