@@ -150,12 +150,14 @@ type Hub struct {
 
 	sessMu   sync.Mutex // guards sessions and the closing flags
 	sessions map[*Session]struct{}
+	nextID   uint64
+	draining bool          // Shutdown started: no new sessions
+	gone     chan struct{} // closed when the last session leaves during Shutdown
+
 	// byPrincipal indexes sessions by their principal's ID (see
-	// control.go); a principal leaves it with its last session.
+	// control.go); a principal leaves it with its last session. Guarded
+	// by sessMu.
 	byPrincipal map[string]map[*Session]struct{}
-	nextID      uint64
-	draining    bool          // Shutdown started: no new sessions
-	gone        chan struct{} // closed when the last session leaves during Shutdown
 
 	done    chan struct{}  // closed by Close: stops the hub's goroutines
 	wg      sync.WaitGroup // the hub's goroutines (gap recovery)
