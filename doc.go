@@ -72,6 +72,17 @@
 // client resuming from an old position is told recovered=false and gets
 // the (empty) snapshot: positions are never reused.
 //
+// # Server control
+//
+// Server code lists this node's sessions ([Hub.Sessions],
+// [Hub.PrincipalSessions]) and acts on a user's sessions on every node:
+// [Hub.Disconnect] closes them, [Hub.Subscribe] and [Hub.Unsubscribe] add
+// and end server-side subscriptions, which clients see as ordinary ones
+// ([FrameSubscribed], [FrameUnsubscribed]). A call acts on this node at
+// once and reaches the others as a control message through a backplane
+// that implements [ControlBackplane]. [Hub.History] and [Hub.Snapshot]
+// read a topic's state for server code.
+//
 // # Writing a transport
 //
 // A transport adapts a wire protocol to sessions. It authenticates a
@@ -93,6 +104,7 @@
 // A [Backplane] connects the hubs of several nodes: it assigns positions,
 // stores history and snapshots, and delivers every message to the nodes
 // with subscribers, through the [Receiver] a hub gives it. [MemoryBroker]
-// is the in-process implementation, and the default. The conformance
-// suite backplane/backplanetest checks a backplane.
+// is the in-process implementation, and the default. A backplane that
+// also implements [ControlBackplane] carries server control to every node.
+// The conformance suite backplane/backplanetest checks a backplane.
 package fanout

@@ -170,15 +170,25 @@ const (
 	CloseRateLimited  CloseCode = 4004 // too many commands: reconnect after a backoff
 	CloseResync       CloseCode = 4005 // the server lost track of a topic: reconnect and resume
 	CloseTimeout      CloseCode = 4006 // the client stopped answering pings
+	CloseDisconnected CloseCode = 4007 // server code disconnected the principal (Hub.Disconnect): do not reconnect
+)
+
+// Close codes from CloseAppMin to CloseAppMax are the application's own,
+// for [Hub.Disconnect]: clients reconnect, after a backoff, after the codes
+// below 4500, and stop after 4500 and above. Codes from 4000 below
+// CloseAppMin are fanout's.
+const (
+	CloseAppMin CloseCode = 4100
+	CloseAppMax CloseCode = 4999
 )
 
 // Reconnect reports whether a client should reconnect after this close.
 func (c CloseCode) Reconnect() bool {
 	switch c {
-	case CloseUnauthorized, CloseBadRequest, CloseProtocol, CloseTooLarge:
+	case CloseUnauthorized, CloseBadRequest, CloseProtocol, CloseTooLarge, CloseDisconnected:
 		return false
 	}
-	return true
+	return c < 4500 || c > CloseAppMax
 }
 
 // String returns the code's short name, as used in close reasons.
@@ -208,6 +218,8 @@ func (c CloseCode) String() string {
 		return "resync"
 	case CloseTimeout:
 		return "timeout"
+	case CloseDisconnected:
+		return "disconnected"
 	}
 	return fmt.Sprintf("close code %d", int(c))
 }

@@ -53,7 +53,7 @@ func credSession(t *testing.T, token string) (*fanout.Hub, *fanout.Session) {
 }
 
 // nextFrame takes the session's next frame.
-func nextFrame(t *testing.T, s *fanout.Session) fanout.Frame {
+func nextSessionFrame(t *testing.T, s *fanout.Session) fanout.Frame {
 	t.Helper()
 	fs, err := s.Next(context.Background(), make([]fanout.Frame, 0, 1))
 	if err != nil || len(fs) != 1 {
@@ -66,7 +66,7 @@ func nextFrame(t *testing.T, s *fanout.Session) fanout.Frame {
 // after d.
 func wantClose(t *testing.T, s *fanout.Session, start time.Time, d time.Duration, code fanout.CloseCode) {
 	t.Helper()
-	f := nextFrame(t, s)
+	f := nextSessionFrame(t, s)
 	if f.Type != fanout.FrameClose || f.Close.Code != code {
 		t.Fatalf("got frame %+v, want close %v", f, code)
 	}
@@ -93,7 +93,7 @@ func TestExpiryClosesSession(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		_, s := credSession(t, "alice:60")
 		start := time.Now()
-		f := nextFrame(t, s)
+		f := nextSessionFrame(t, s)
 		if f.Type != fanout.FrameExpiry || !f.Expiry.ExpiresAt.Equal(start.Add(time.Minute)) {
 			t.Fatalf("first frame %+v, want the expiry at +1m", f)
 		}
@@ -112,7 +112,7 @@ func TestNoExpiryNoFrame(t *testing.T) {
 		time.Sleep(24 * time.Hour)
 		stillOpen(t, s)
 		s.Reply(fanout.Reply{ID: "x"})
-		if f := nextFrame(t, s); f.Type != fanout.FrameReply {
+		if f := nextSessionFrame(t, s); f.Type != fanout.FrameReply {
 			t.Fatalf("got %+v, want only the reply", f)
 		}
 	})
@@ -122,12 +122,12 @@ func TestRefreshExtends(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		_, s := credSession(t, "alice:60")
 		start := time.Now()
-		nextFrame(t, s) // expiry
+		nextSessionFrame(t, s) // expiry
 		time.Sleep(30 * time.Second)
 		if err := s.Refresh(context.Background(), "r1", &fanout.Credentials{Token: "alice:60"}); err != nil {
 			t.Fatal(err)
 		}
-		f := nextFrame(t, s)
+		f := nextSessionFrame(t, s)
 		if f.Type != fanout.FrameReply || f.Reply.ID != "r1" || f.Reply.Err != nil || !f.Reply.ExpiresAt.Equal(start.Add(90*time.Second)) {
 			t.Fatalf("got %+v, want an ok reply with the expiry at +90s", f.Reply)
 		}
@@ -140,11 +140,11 @@ func TestRefreshExtends(t *testing.T) {
 func TestRefreshToNever(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		_, s := credSession(t, "alice:60")
-		nextFrame(t, s)
+		nextSessionFrame(t, s)
 		if err := s.Refresh(context.Background(), "r", &fanout.Credentials{Token: "alice:0"}); err != nil {
 			t.Fatal(err)
 		}
-		if f := nextFrame(t, s); f.Reply == nil || !f.Reply.ExpiresAt.IsZero() {
+		if f := nextSessionFrame(t, s); f.Reply == nil || !f.Reply.ExpiresAt.IsZero() {
 			t.Fatalf("got %+v, want a reply without expiry", f)
 		}
 		time.Sleep(time.Hour)
@@ -166,12 +166,12 @@ func TestRefreshRefused(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				_, s := credSession(t, "alice:60")
 				start := time.Now()
-				nextFrame(t, s)
+				nextSessionFrame(t, s)
 				err := s.Refresh(context.Background(), "r", &fanout.Credentials{Token: c.token})
 				if !errors.Is(err, c.want) {
 					t.Fatalf("refresh: got %v, want %v", err, c.want)
 				}
-				f := nextFrame(t, s)
+				f := nextSessionFrame(t, s)
 				if f.Reply == nil || f.Reply.ID != "r" || !errors.Is(f.Reply.Err, c.want) {
 					t.Fatalf("got %+v, want the error reply", f)
 				}
@@ -218,7 +218,7 @@ func TestAwaitCredentialsOtherCommandFirst(t *testing.T) {
 		if s.CheckCredentials("1") {
 			t.Fatal("a command ran before auth")
 		}
-		f := nextFrame(t, s)
+		f := nextSessionFrame(t, s)
 		if f.Reply == nil || f.Reply.ID != "1" || !errors.Is(f.Reply.Err, fanout.ErrUnauthenticated) {
 			t.Fatalf("got %+v, want the unauthenticated reply", f)
 		}
@@ -238,7 +238,7 @@ func TestAuthenticateFirst(t *testing.T) {
 		if s.AwaitingCredentials() || !s.CheckCredentials("x") || s.Principal().ID != "alice" {
 			t.Fatalf("after auth: awaiting %v, principal %+v", s.AwaitingCredentials(), s.Principal())
 		}
-		f := nextFrame(t, s)
+		f := nextSessionFrame(t, s)
 		if f.Reply == nil || f.Reply.Err != nil || !f.Reply.ExpiresAt.Equal(start.Add(65*time.Second)) {
 			t.Fatalf("got %+v, want the ok reply with the expiry", f)
 		}
@@ -255,7 +255,7 @@ func TestAuthenticateRefused(t *testing.T) {
 		if !errors.Is(err, fanout.ErrUnauthenticated) {
 			t.Fatalf("got %v", err)
 		}
-		if f := nextFrame(t, s); f.Reply == nil || !errors.Is(f.Reply.Err, fanout.ErrUnauthenticated) {
+		if f := nextSessionFrame(t, s); f.Reply == nil || !errors.Is(f.Reply.Err, fanout.ErrUnauthenticated) {
 			t.Fatalf("got %+v, want the error reply", f)
 		}
 		wantClose(t, s, time.Now(), 0, fanout.CloseUnauthorized)

@@ -154,6 +154,11 @@ type Hub struct {
 	draining bool          // Shutdown started: no new sessions
 	gone     chan struct{} // closed when the last session leaves during Shutdown
 
+	// byPrincipal indexes sessions by their principal's ID (see
+	// control.go); a principal leaves it with its last session. Guarded
+	// by sessMu.
+	byPrincipal map[string]map[*Session]struct{}
+
 	done    chan struct{}  // closed by Close: stops the hub's goroutines
 	wg      sync.WaitGroup // the hub's goroutines (gap recovery)
 	goMu    sync.Mutex     // guards stopped and writersStopped, and orders Add before Wait
@@ -167,6 +172,12 @@ type Hub struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// Control messages (see control.go); ctl is nil when the backplane
+	// carries none.
+	ctl      ControlBackplane
+	ctlQueue chan controlMsg
+	nodeID   string
 }
 
 type shard struct {
@@ -194,6 +205,7 @@ func NewHub(opts *HubOptions) (*Hub, error) {
 		return nil, fmt.Errorf("fanout: open backplane: %w", err)
 	}
 	h.bp = boundedBackplane{h.bp, h.opts.BackplaneTimeout}
+	h.openControl(bp)
 	return h, nil
 }
 

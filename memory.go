@@ -80,6 +80,8 @@ type MemoryBroker struct {
 	timerAt  time.Time
 	fired    chan struct{} // closed when the callback of the last timer set returns
 	sweeping bool          // a timer callback is running: it sets the next timer
+
+	ctl memControl // the nodes that opened control (see control.go)
 }
 
 // memTopic is a topic of the broker.
@@ -619,6 +621,7 @@ func (n *memNode) Close() error {
 	n.closed = true
 	n.recv = nil
 	n.mu.Unlock()
+	n.closeControl()
 	b := n.b
 	b.mu.RLock()
 	topics := make([]*memTopic, 0, len(b.topics))

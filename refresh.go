@@ -113,6 +113,14 @@ func (s *Session) setPrincipal(id string, p Principal) {
 	s.pushLocked(Frame{Type: FrameReply, Reply: &Reply{ID: id, ExpiresAt: p.ExpiresAt}})
 	s.mu.Unlock()
 	s.signal()
+	// auth names the session's principal: index it by its new ID.
+	h := s.hub
+	h.sessMu.Lock()
+	if _, open := h.sessions[s]; open && s.indexedID != p.ID {
+		h.unindexSession(s)
+		h.indexSession(s, p.ID)
+	}
+	h.sessMu.Unlock()
 }
 
 // refuse answers the command id with err, then closes the session with

@@ -49,6 +49,9 @@ type Reply struct {
 	// ExpiresAt is set on the replies to auth and refresh: when the
 	// session's new credentials expire (zero: never).
 	ExpiresAt time.Time
+	// Snapshot is set on a [FrameSubscribed] that a snapshot frame
+	// follows.
+	Snapshot bool
 }
 
 // SnapshotFrame carries a topic's state: its latest message per key and the
@@ -77,6 +80,8 @@ type SubscribeRequest struct {
 	Since *Position
 	// Snapshot asks for the topic's current state first (when Since is nil).
 	Snapshot bool
+
+	server bool // made by Hub.Subscribe: not authorized, answered with FrameSubscribed
 }
 
 // Session is one connected client on any transport. A transport creates it
@@ -99,6 +104,7 @@ type Session struct {
 	hub       *Hub
 	id        uint64
 	principal Principal
+	indexedID string // the principal ID the hub indexes the session by; guarded by hub.sessMu
 
 	subs       map[string]*subscription
 	drain      bool // write the queue before the close frame
@@ -151,6 +157,7 @@ func (h *Hub) NewSession(p Principal) (*Session, error) {
 		done:       make(chan struct{}),
 	}
 	h.sessions[s] = struct{}{}
+	h.indexSession(s, p.ID)
 	h.sessMu.Unlock()
 	s.startExpiry()
 	h.observe(Event{Type: EventSessionOpen, Session: s.id})
@@ -223,8 +230,10 @@ func (s *Session) subscribe(ctx context.Context, req SubscribeRequest) error {
 	if err := ValidateTopic(req.Topic); err != nil {
 		return err
 	}
-	if err := s.hub.Authorize(ctx, s.Principal(), req.Topic, ActionSubscribe); err != nil {
-		return err
+	if !req.server {
+		if err := s.hub.Authorize(ctx, s.Principal(), req.Topic, ActionSubscribe); err != nil {
+			return err
+		}
 	}
 	sub := &subscription{sess: s, topicName: req.Topic, buffering: true}
 	s.mu.Lock()
@@ -269,7 +278,12 @@ func (s *Session) subscribe(ctx context.Context, req SubscribeRequest) error {
 		s.mu.Unlock()
 		return fmt.Errorf("subscribe %q: %w", req.Topic, ErrClosed)
 	}
-	s.pushLocked(Frame{Type: FrameReply, Reply: reply})
+	if req.server {
+		reply.Snapshot = len(first) > 0
+		s.pushLocked(Frame{Type: FrameSubscribed, Reply: reply})
+	} else {
+		s.pushLocked(Frame{Type: FrameReply, Reply: reply})
+	}
 	// What the subscribe owes (history, a snapshot) enters the queue as one
 	// group, under its own budget (see admitLocked).
 	owed := 0
@@ -496,6 +510,7 @@ func (s *Session) Close(code CloseCode, reason string) {
 	h := s.hub
 	h.sessMu.Lock()
 	delete(h.sessions, s)
+	h.unindexSession(s)
 	if h.gone != nil && len(h.sessions) == 0 {
 		select {
 		case <-h.gone:

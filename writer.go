@@ -64,6 +64,11 @@ type ConnOptions struct {
 	// "sse", "grpc", or a third-party transport's own short name.
 	// Default: "other".
 	Transport string
+	// ServerSubscriptions says that the connection carries the frames of
+	// server-side subscriptions, [FrameSubscribed] and
+	// [FrameUnsubscribed]: [Hub.Subscribe] and [Hub.Unsubscribe] reach
+	// only such sessions. Default: false.
+	ServerSubscriptions bool
 }
 
 // ReasonTopicEnded is the reason of the close frame that ends a stream whose

@@ -68,6 +68,18 @@ type Options struct {
 	// queue meanwhile), and it may call the client's methods, except
 	// Close, which waits for it to return. Default: none.
 	OnStatus func(Status)
+	// OnServerSubscribe receives the subscriptions that server code makes
+	// for this client ([fanout.Hub.Subscribe]), from the client's
+	// connection goroutine: it must not block (start a goroutine that
+	// reads [Subscription.Next]). Such a subscription is an ordinary one
+	// from then on: the first event is its snapshot when the server asked
+	// for one, [Subscription.Close] unsubscribes it, and after a reconnect
+	// the client resumes it as its own, which the server's authorizer
+	// judges. When the server ends it ([fanout.Hub.Unsubscribe]), Next
+	// returns the buffered events, then [ErrUnsubscribed]. Default: nil,
+	// the client declines server-side subscriptions (it unsubscribes
+	// them at once).
+	OnServerSubscribe func(*Subscription)
 }
 
 func (o *Options) setDefaults() {
@@ -130,6 +142,10 @@ const readLimit = 64 << 20
 //   - [fanout.CloseBadRequest], [fanout.CloseProtocol],
 //     [fanout.CloseTooLarge]: stop, since retrying unchanged would fail
 //     the same way.
+//   - [fanout.CloseDisconnected], and an application's codes from 4500 to
+//     4999: stop, since server code disconnected the client on purpose
+//     ([fanout.Hub.Disconnect]). An application's codes from 4100 to 4499
+//     reconnect after the backoff.
 //
 // Every other close ([fanout.CloseSlowConsumer], [fanout.CloseResync],
 // [fanout.CloseRateLimited], ...) and every network error reconnects after

@@ -128,6 +128,9 @@ func (l *loop) policy(end ending) (time.Duration, error) {
 	case fanout.CloseBadRequest, fanout.CloseProtocol, fanout.CloseTooLarge:
 		return 0, &CloseError{Code: end.code, Reason: end.reason}
 	}
+	if stops(end.code) {
+		return 0, &CloseError{Code: end.code, Reason: end.reason}
+	}
 	l.attempt++
 	return backoff(l.attempt, o.BackoffMin, o.BackoffMax, rand.Int64N), nil
 }
@@ -439,6 +442,10 @@ func (l *loop) handle(f *wire.Frame) {
 		s.pos, s.hasPos, s.reset, s.state = *f.Position, true, false, subLive
 	case wire.FrameClose:
 		l.closeCode, l.closeWhy = f.Code, f.Reason
+	case wire.FrameSubscribed:
+		l.serverSubscribed(f)
+	case wire.FrameUnsubscribed:
+		l.serverUnsubscribed(f)
 	case wire.FrameExpiry:
 		l.expires(f.Expires)
 	}

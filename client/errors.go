@@ -20,7 +20,9 @@ var (
 // CloseError is why the client stopped when the server closed the
 // connection with a code that forbids reconnecting unchanged
 // ([fanout.CloseUnauthorized], [fanout.CloseBadRequest],
-// [fanout.CloseProtocol], [fanout.CloseTooLarge]). A handshake refused with
+// [fanout.CloseProtocol], [fanout.CloseTooLarge]) or with a server-side
+// disconnect ([fanout.CloseDisconnected], an application's code from 4500
+// to 4999). A handshake refused with
 // HTTP 401 or 403 counts as [fanout.CloseUnauthorized].
 type CloseError struct {
 	Code   fanout.CloseCode

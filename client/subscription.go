@@ -126,6 +126,7 @@ type Subscription struct {
 	started bool            // the first subscribe was answered
 	reset   bool            // the awaited snapshot follows a loss
 	removed bool            // closed by the application
+	server  bool            // made by the server (see Options.OnServerSubscribe)
 
 	ready    chan struct{} // closed when the first subscribe is answered
 	readyErr error         // set before ready is closed

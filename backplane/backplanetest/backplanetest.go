@@ -42,6 +42,12 @@
 //     final topic's state a grace period after its final message (reads do
 //     not extend it), history at its age, and positions are never reused
 //     after expiry (see [Features.Expiry]);
+//   - a backplane that implements [fanout.ControlBackplane] carries
+//     control messages to every node: Disconnect and server-side
+//     Subscribe/Unsubscribe of a principal connected to two hubs reach
+//     both, over WebSocket with the Go client; a principal without
+//     sessions is harmless; messages over [fanout.MaxControlBytes] are
+//     refused;
 //   - a cancelled context makes a method return the context's error and
 //     change nothing;
 //   - Close is idempotent and safe concurrently; afterwards every method

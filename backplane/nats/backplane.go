@@ -139,6 +139,8 @@ type Backplane struct {
 	forgot    chan struct{}        // capacity 1: forget ran (for tests)
 	done      chan struct{}        // closed by Close
 	wg        sync.WaitGroup       // the watcher, sweeper and delivery goroutines
+
+	ctl control // control messages (see control.go)
 }
 
 type streamSet struct {
@@ -311,6 +313,7 @@ func (b *Backplane) Close() error {
 	sweepStop := b.sweepStop
 	b.mu.Unlock()
 	close(b.done)
+	b.closeControl()
 	if sweepStop != nil {
 		sweepStop()
 	}

@@ -223,6 +223,8 @@ type Backplane struct {
 	// ctxBound: the client bounds its calls by their context (see
 	// contextBound).
 	ctxBound bool
+
+	ctl control // control messages (see control.go)
 }
 
 // subState is the node's subscription to one topic's channel.
@@ -695,6 +697,7 @@ func (b *Backplane) Close() error {
 	if ps != nil {
 		ps.Close()
 	}
+	b.closeControl()
 	b.wg.Wait()
 	b.calls.Wait()
 	return nil

@@ -116,6 +116,28 @@ export interface SubscribeOptions {
    * ('forbidden', 'invalid_topic', ...) end the subscription (state 'failed').
    */
   onError?: (err: FanoutError, sub: Subscription) => void;
+  /**
+   * The server ended the subscription (server code called
+   * Hub.Unsubscribe): no message of the topic follows, the client forgets
+   * it (state 'closed') and does not resume it. WebSocket only.
+   */
+  onUnsubscribed?: (info: UnsubscribedInfo, sub: Subscription) => void;
+}
+
+/** Passed to onUnsubscribed. */
+export interface UnsubscribedInfo {
+  topic: string;
+  /** The position of the last message delivered, or of the snapshot. */
+  position: Position | null;
+}
+
+/** Passed to onServerSubscribe: server code subscribed this client to a topic. */
+export interface ServerSubscribeInfo {
+  topic: string;
+  /** The position live messages continue after. */
+  position: Position | null;
+  /** A snapshot follows (onSnapshot). */
+  snapshot: boolean;
 }
 
 /** A topic given at connect time: its name, or its name with subscribe options. */
@@ -131,6 +153,8 @@ export interface Status {
   reason?: string;
   /**
    * Whether the client will connect again: false after 4003 bad request,
+   * 4007 disconnected by the server, an application's close code from 4500
+   * to 4999,
    * close(), or, with nothing left to follow, after the server ended the
    * stream because its topics ended (1000 'topic ended'); an SSE client
    * without topics stays disconnected. A later subscribe() connects again.
@@ -183,6 +207,17 @@ export interface ConnectOptions {
   refreshMargin?: number;
   /** Called on every status change. */
   onStatus?: (status: Status) => void;
+  /**
+   * WebSocket only: server code subscribed this client to a topic
+   * (Hub.Subscribe, a server-side subscription). Return the subscription's
+   * callbacks (onMessage, onSnapshot, onUnsubscribed, ...) to accept it:
+   * it then is an ordinary subscription (client.subscription(topic),
+   * unsubscribe(), resumed with since after a reconnect as the client's
+   * own, which the server's authorizer judges). Return nothing to decline
+   * it: the client unsubscribes. Without this option every server-side
+   * subscription is declined.
+   */
+  onServerSubscribe?: (info: ServerSubscribeInfo) => SubscribeOptions | null | undefined | void;
   /** Backoff: the first retry waits up to backoffMin ms, each next one up to twice as long, capped at backoffMax (full jitter). Defaults 500 and 30000. */
   backoffMin?: number;
   backoffMax?: number;
@@ -206,6 +241,8 @@ export declare class Subscription {
   readonly position: Position | null;
   /** 'ended' once the topic's final message was delivered (see onEnd). */
   readonly state: 'pending' | 'subscribing' | 'active' | 'failed' | 'closed' | 'ended';
+  /** Whether server code made the subscription (see onServerSubscribe). */
+  readonly server: boolean;
   /** Stop receiving the topic. */
   unsubscribe(): void;
 }
@@ -275,7 +312,7 @@ export declare function refreshDelay(expires: number, now: number, margin: numbe
 export declare const CloseCode: Readonly<{
   NORMAL: 1000; GOING_AWAY: 1001; PROTOCOL: 1002; ABNORMAL: 1006; TOO_LARGE: 1009; INTERNAL: 1011;
   SHUTDOWN: 4000; SLOW_CONSUMER: 4001; UNAUTHORIZED: 4002; BAD_REQUEST: 4003;
-  RATE_LIMITED: 4004; RESYNC: 4005; TIMEOUT: 4006;
+  RATE_LIMITED: 4004; RESYNC: 4005; TIMEOUT: 4006; DISCONNECTED: 4007;
 }>;
 
 // Pure helpers, exported for tests and for writers of other clients.

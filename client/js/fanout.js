@@ -66,6 +66,7 @@ export const CloseCode = Object.freeze({
   RATE_LIMITED: 4004,
   RESYNC: 4005,
   TIMEOUT: 4006,
+  DISCONNECTED: 4007,
 });
 
 /** An error reported by the server or the client, with a protocol code. */
@@ -104,6 +105,9 @@ export function reconnectPlan(code, attempt, opts, random = Math.random) {
       // The server rejected what this client sends: retrying unchanged
       // cannot help.
       return { reconnect: false, delay: 0, refreshToken: false };
+    case CloseCode.DISCONNECTED:
+      // Server code disconnected this user on purpose.
+      return { reconnect: false, delay: 0, refreshToken: false };
     case CloseCode.UNAUTHORIZED:
       // Credentials rejected or expired: get new ones, and back off hard so
       // that a client with a bad token does not hammer the server.
@@ -115,6 +119,11 @@ export function reconnectPlan(code, attempt, opts, random = Math.random) {
       if (attempt <= 1) {
         return { reconnect: true, delay: Math.floor(random() * Math.min(min, 250)), refreshToken: false };
       }
+  }
+  if (code >= 4500 && code <= 4999) {
+    // An application's own disconnect code that forbids reconnecting
+    // (4100 to 4499 reconnect after the backoff).
+    return { reconnect: false, delay: 0, refreshToken: false };
   }
   return { reconnect: true, delay: backoffDelay(attempt, min, max, random), refreshToken: false };
 }
@@ -591,6 +600,14 @@ export class Client {
         case 'expiry':
           this._expiry(gen, f.expires);
           break;
+        case 'subscribed':
+          this._onServerSubscribed(f);
+          break;
+        case 'unsubscribed': {
+          const sub = this._subs.get(f.topic);
+          if (sub) sub._onUnsubscribed();
+          break;
+        }
         default:
         // Unknown frame types are for newer clients.
       }
@@ -626,6 +643,44 @@ export class Client {
     this._command({ type: 'refresh', token }, (f) => {
       if (f.ok) this._expiry(gen, f.expires);
     });
+  }
+
+  // _onServerSubscribed takes a subscription that server code made: the
+  // subscribed frame is the ok reply to a subscribe the client did not
+  // send. options.onServerSubscribe gives its callbacks; without them the
+  // client declines it.
+  _onServerSubscribed(f) {
+    const reply = { type: 'reply', ok: true, topic: f.topic, position: f.position };
+    const mine = this._subs.get(f.topic);
+    if (mine) {
+      // The app subscribed too and the server took the server's subscribe
+      // first: this frame answers the app's, which the server refuses.
+      if (mine._state === 'subscribing' && mine._awaiting !== null) {
+        this._pending.delete(mine._awaiting);
+        mine._onReply(reply);
+      }
+      return;
+    }
+    const fn = this._opts.onServerSubscribe;
+    let opts = null;
+    if (typeof fn === 'function') {
+      try {
+        opts = fn({ topic: f.topic, position: f.position || null, snapshot: f.snapshot === true });
+      } catch (err) {
+        setTimeout(() => {
+          throw err;
+        });
+      }
+    }
+    if (!opts) {
+      this._command({ type: 'unsubscribe', topic: f.topic }, noop);
+      return;
+    }
+    const sub = new Subscription(this, f.topic, { ...opts, snapshot: f.snapshot === true, since: undefined });
+    sub.server = true;
+    this._subs.set(f.topic, sub);
+    sub._state = 'subscribing';
+    sub._onReply(reply);
   }
 
   // _onClosed: connection gen ended with code and reason.
@@ -686,6 +741,7 @@ export class Subscription {
     this._awaiting = null; // id of the subscribe command awaiting its reply
     this._attempt = 0;
     this._retryTimer = null;
+    this.server = false; // made by server code (options.onServerSubscribe)
   }
 
   /** The position of the last message delivered (or of the snapshot). */
@@ -707,6 +763,20 @@ export class Subscription {
     c._clearTimer(this._retryTimer);
     if (c._subs.get(this.topic) === this) c._subs.delete(this.topic);
     if (wasLive && c._conn && c._conn.ready) c._conn.unsubscribe(this);
+  }
+
+  // _onUnsubscribed: the server ended the subscription (an unsubscribed
+  // frame); it is not resumed.
+  _onUnsubscribed() {
+    if (this._state === 'closed' || this._state === 'ended' || this._state === 'failed') return;
+    const c = this._client;
+    this._state = 'closed';
+    c._clearTimer(this._retryTimer);
+    this._retryTimer = null;
+    if (this._awaiting !== null) c._pending.delete(this._awaiting);
+    this._awaiting = null;
+    if (c._subs.get(this.topic) === this) c._subs.delete(this.topic);
+    call(this._opts.onUnsubscribed, { topic: this.topic, position: this._position }, this);
   }
 
   // _request is the subscribe command for the next (re)subscribe.

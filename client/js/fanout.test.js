@@ -893,3 +893,92 @@ test('no URL the client builds carries the token, across reopens and reconnects'
   for (const s of ScriptedEventSource.all) assert.ok(!s.url.toString().includes(SECRET), s.url.toString());
   assert.deepEqual(cookies.map((v) => v.split(';')[0]), [1, 2, 3].map((i) => `access_token=${SECRET}${i}`));
 });
+
+test('reconnectPlan stops after a server-side disconnect', () => {
+  const o = { backoffMin: 500, backoffMax: 30000 };
+  for (const code of [CloseCode.DISCONNECTED, 4500, 4999]) {
+    assert.equal(reconnectPlan(code, 1, o).reconnect, false, `code ${code}`);
+  }
+  for (const code of [4100, 4499]) {
+    assert.equal(reconnectPlan(code, 1, o).reconnect, true, `code ${code}`);
+  }
+});
+
+test('a server-side subscription is accepted, delivered, resumed and ended by the server', async (t) => {
+  const infos = [];
+  const got = [];
+  const snaps = [];
+  const ends = [];
+  const { client, sock } = setup(t, {
+    backoffMin: 100,
+    backoffMax: 1000,
+    onServerSubscribe: (info) => {
+      infos.push(info);
+      return {
+        onMessage: (m) => got.push(m.seq),
+        onSnapshot: (s) => snaps.push(s.items.length),
+        onUnsubscribed: (i) => ends.push(i),
+      };
+    },
+  });
+  await flush();
+  let ws = sock();
+  ws.open();
+  ws.frames(
+    { type: 'subscribed', topic: 'saga/1', position: { epoch: 'e', seq: 2 }, snapshot: true },
+    { type: 'snapshot', topic: 'saga/1', position: { epoch: 'e', seq: 2 }, items: [{ type: 'msg', topic: 'saga/1', epoch: 'e', seq: 2, key: 's', data: 1 }] },
+    { type: 'msg', topic: 'saga/1', epoch: 'e', seq: 3, data: 3 },
+  );
+  assert.deepEqual(infos, [{ topic: 'saga/1', position: { epoch: 'e', seq: 2 }, snapshot: true }]);
+  assert.deepEqual(snaps, [1]);
+  assert.deepEqual(got, [3]);
+  const sub = client.subscription('saga/1');
+  assert.equal(sub.server, true);
+  assert.equal(sub.state, 'active');
+  assert.deepEqual(ws.take(), [], 'nothing sent for an accepted server-side subscription');
+
+  // After a reconnect the client resumes it as its own.
+  ws.end(1006);
+  mock.timers.tick(100);
+  await flush();
+  ws = sock();
+  ws.open();
+  const [cmd] = ws.take();
+  assert.deepEqual(cmd, { id: cmd.id, type: 'subscribe', topic: 'saga/1', since: { epoch: 'e', seq: 3 } });
+  ws.frames({ type: 'reply', id: cmd.id, ok: true, position: { epoch: 'e', seq: 3 }, recovered: true });
+
+  ws.frames({ type: 'unsubscribed', topic: 'saga/1' }, { type: 'msg', topic: 'saga/1', epoch: 'e', seq: 4, data: 4 });
+  assert.deepEqual(ends, [{ topic: 'saga/1', position: { epoch: 'e', seq: 3 } }]);
+  assert.equal(sub.state, 'closed');
+  assert.equal(client.subscription('saga/1'), undefined);
+  assert.deepEqual(got, [3]);
+});
+
+test('without onServerSubscribe a server-side subscription is declined', async (t) => {
+  const { client, sock } = setup(t);
+  await flush();
+  const ws = sock();
+  ws.open();
+  ws.frames({ type: 'subscribed', topic: 'x', position: { epoch: 'e', seq: 0 } });
+  const [cmd] = ws.take();
+  assert.deepEqual(cmd, { id: cmd.id, type: 'unsubscribe', topic: 'x' });
+  assert.equal(client.subscription('x'), undefined);
+});
+
+test('a subscribed frame answers the app\'s own pending subscribe of the topic', async (t) => {
+  const { client, sock } = setup(t, { onServerSubscribe: () => ({}) });
+  const got = [];
+  client.subscribe('t', { onMessage: (m) => got.push(m.seq) });
+  await flush();
+  const ws = sock();
+  ws.open();
+  const [cmd] = ws.take();
+  ws.frames(
+    { type: 'subscribed', topic: 't', position: { epoch: 'e', seq: 5 } },
+    { type: 'reply', id: cmd.id, ok: false, topic: 't', error: { code: 'already_subscribed', message: 'x' } },
+    { type: 'msg', topic: 't', epoch: 'e', seq: 6, data: 6 },
+  );
+  assert.equal(client.subscription('t').state, 'active');
+  assert.equal(client.subscription('t').server, false);
+  assert.deepEqual(got, [6]);
+});

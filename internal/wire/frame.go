@@ -18,6 +18,12 @@ const (
 	FrameClose    = "close"
 )
 
+// Frame types of server-side subscriptions (see subscribed.go).
+const (
+	FrameSubscribed   = "subscribed"
+	FrameUnsubscribed = "unsubscribed"
+)
+
 // Error is the error of a failed reply: a code of the protocol's table
 // (see [fanout.ErrorCode]) and a message for people.
 type Error struct {
@@ -33,6 +39,8 @@ type Error struct {
 //   - msg: Message, and Topic (the message's)
 //   - snapshot: Topic, Position, Items
 //   - close: Code, Reason, Reconnect
+//   - subscribed: Topic, Position, Snapshot
+//   - unsubscribed: Topic
 //   - expiry: Expires
 //
 // A reply to auth or refresh carries Expires too, unless the credentials
@@ -55,7 +63,9 @@ type Frame struct {
 	Reason    string
 	Reconnect bool
 
-	Expires time.Time
+	// Snapshot: a snapshot frame follows this subscribed frame.
+	Snapshot bool
+	Expires  time.Time
 }
 
 // ErrMalformed matches every error of the frame decoder.
@@ -140,6 +150,8 @@ func parseFrame(b []byte, strict bool) (Frame, error) {
 		f, err = parseSnapshot(ms, strict)
 	case FrameClose:
 		f, err = parseClose(ms, strict)
+	case FrameSubscribed, FrameUnsubscribed:
+		f, err = parseSubscribed(typ, ms, strict)
 	case FrameExpiry:
 		f, err = parseExpiry(ms, strict)
 	case "":
@@ -401,6 +413,10 @@ func (f *Frame) Append(b []byte) []byte {
 		return appendSnapshot(b, f.Topic, pos, f.Items)
 	case FrameClose:
 		return appendClose(b, f.Code, f.Reason, f.Reconnect)
+	case FrameSubscribed:
+		return appendSubscribed(b, f.Topic, f.Position, f.Snapshot)
+	case FrameUnsubscribed:
+		return appendUnsubscribed(b, f.Topic)
 	case FrameExpiry:
 		return appendExpiry(b, f.Expires)
 	}

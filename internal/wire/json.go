@@ -70,6 +70,11 @@ func AppendFrame(b []byte, f fanout.Frame) []byte {
 	case fanout.FrameClose:
 		c := f.Close
 		return appendClose(b, c.Code, c.Reason, c.Reconnect)
+	case fanout.FrameSubscribed:
+		r := f.Reply
+		return appendSubscribed(b, r.Topic, r.Position, r.Snapshot)
+	case fanout.FrameUnsubscribed:
+		return appendUnsubscribed(b, f.Reply.Topic)
 	case fanout.FrameExpiry:
 		return appendExpiry(b, f.Expiry.ExpiresAt)
 	}

@@ -201,6 +201,8 @@ func FuzzFrameRoundTrip(f *testing.F) {
 			{Type: fanout.FrameSnapshot, Snapshot: &fanout.SnapshotFrame{Topic: topic, Position: pos, Items: []*fanout.Message{m, m2}}},
 			{Type: fanout.FrameSnapshot, Snapshot: &fanout.SnapshotFrame{Topic: topic, Position: pos}},
 			{Type: fanout.FrameClose, Close: &fanout.CloseFrame{Code: fanout.CloseCode(code & 0xffff), Reason: reason, Reconnect: recovered}},
+			{Type: fanout.FrameSubscribed, Reply: &fanout.Reply{Topic: topic, Position: &pos, Snapshot: recovered}},
+			{Type: fanout.FrameUnsubscribed, Reply: &fanout.Reply{Topic: topic}},
 			{Type: fanout.FrameReply, Reply: &fanout.Reply{ID: id, ExpiresAt: time.UnixMilli(ms)}},
 			{Type: fanout.FrameExpiry, Expiry: &fanout.ExpiryFrame{ExpiresAt: time.UnixMilli(ms)}},
 		}
@@ -238,6 +240,8 @@ func FuzzParseFrame(f *testing.F) {
 	f.Add([]byte(`{"type":"snapshot","topic":"t","position":{"epoch":"e","seq":2},"items":[{"type":"msg","topic":"t","seq":1,"data64":""}]}`))
 	f.Add([]byte(`{"type":"close","code":4000,"reason":"x","reconnect":true}`))
 	f.Add([]byte(`{"type":"msg","type":"msg"}`))
+	f.Add([]byte(`{"type":"subscribed","topic":"t","position":{"epoch":"e","seq":2},"snapshot":true}`))
+	f.Add([]byte(`{"type":"unsubscribed","topic":"t"}`))
 	f.Add([]byte(`{"type":"expiry","expires":1700000000000}`))
 	f.Add([]byte(`{"type":"reply","id":"1","ok":true,"expires":1700000000000}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -260,4 +264,38 @@ func FuzzParseFrame(f *testing.F) {
 			t.Fatalf("encoded %s, then %s", enc, enc2)
 		}
 	})
+}
+
+// TestServerSubscriptionFrames pins the frames of server-side
+// subscriptions and what the decoder refuses in them.
+func TestServerSubscriptionFrames(t *testing.T) {
+	t.Parallel()
+	pos := &fanout.Position{Epoch: "e", Seq: 7}
+	for _, tc := range []struct {
+		f    fanout.Frame
+		want string
+	}{
+		{fanout.Frame{Type: fanout.FrameSubscribed, Reply: &fanout.Reply{Topic: "saga/1", Position: pos}},
+			`{"type":"subscribed","topic":"saga/1","position":{"epoch":"e","seq":7}}`},
+		{fanout.Frame{Type: fanout.FrameSubscribed, Reply: &fanout.Reply{Topic: "saga/1", Position: pos, Snapshot: true}},
+			`{"type":"subscribed","topic":"saga/1","position":{"epoch":"e","seq":7},"snapshot":true}`},
+		{fanout.Frame{Type: fanout.FrameUnsubscribed, Reply: &fanout.Reply{Topic: "saga/1"}},
+			`{"type":"unsubscribed","topic":"saga/1"}`},
+	} {
+		if got := string(wire.AppendFrame(nil, tc.f)); got != tc.want {
+			t.Errorf("got %s, want %s", got, tc.want)
+		}
+	}
+	for _, bad := range []string{
+		`{"type":"subscribed","topic":"t"}`,
+		`{"type":"subscribed","position":{"seq":1}}`,
+		`{"type":"subscribed","topic":"t","position":{"seq":1},"snapshot":1}`,
+		`{"type":"unsubscribed"}`,
+		`{"type":"unsubscribed","topic":"t","position":{"seq":1}}`,
+		`{"type":"unsubscribed","topic":"t","snapshot":true}`,
+	} {
+		if _, err := wire.ParseFrame([]byte(bad)); !errors.Is(err, wire.ErrMalformed) {
+			t.Errorf("%s: got %v, want ErrMalformed", bad, err)
+		}
+	}
 }

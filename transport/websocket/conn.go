@@ -52,7 +52,7 @@ func newConn(h *Handler, sess *fanout.Session, ws *websocket.Conn, nc *corkConn)
 // connection's other goroutines and releases it.
 func (c *conn) serve() {
 	defer c.h.done(c)
-	c.sess.Attach(c, &fanout.ConnOptions{WriteTimeout: c.h.opts.WriteTimeout, Transport: "websocket"})
+	c.sess.Attach(c, &fanout.ConnOptions{WriteTimeout: c.h.opts.WriteTimeout, Transport: "websocket", ServerSubscriptions: true})
 	if d := c.h.opts.PingInterval; d > 0 {
 		c.mu.Lock()
 		c.pinger = time.AfterFunc(d, c.ping)
