@@ -130,7 +130,8 @@ type Backplane struct {
 	// Unlike heads it survives reconnects, so that a stream that comes
 	// back older than that is noticed (see publishOnce).
 	floors  map[string]fanout.Position
-	reconns uint64 // the connection's reconnect count last seen
+	inc     incarnation // the storage's, as last read (see incarnation.go)
+	reconns uint64      // the connection's reconnect count last seen
 
 	status    chan nats.Status     // registered with the connection in Open
 	adv       chan *nats.Msg       // advisories about the streams, from Open
@@ -144,7 +145,7 @@ type Backplane struct {
 }
 
 type streamSet struct {
-	hist, keys, idem, expire jetstream.Stream
+	hist, keys, idem, expire, live jetstream.Stream
 }
 
 // New returns a node of the backplane that uses nc, which the caller
@@ -525,6 +526,9 @@ func (b *Backplane) createStreams(ctx context.Context) (*streamSet, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if s.live, err = b.makeStream(ctx, b.liveStream()); err != nil {
+		return nil, err
+	}
 	return &s, nil
 }
 
@@ -573,6 +577,7 @@ func (b *Backplane) forget() {
 	b.mu.Lock()
 	clear(b.absorbed)
 	clear(b.heads)
+	b.inc = incarnation{}
 	b.mu.Unlock()
 	select {
 	case b.forgot <- struct{}{}:

@@ -82,4 +82,5 @@ type stored struct {
 	msg       *fanout.Message
 	streamSeq uint64
 	at        time.Time // when the server stored it
+	inc       string    // the storage's incarnation it was appended in
 }

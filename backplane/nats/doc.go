@@ -32,10 +32,13 @@
 //	P.i.<topic>.<id>   stream S_IDEM: positions of idempotent publishes
 //	P.x.<kind>.<topic> stream S_EXPIRE: when to purge the topic, a work
 //	                   queue (kind "f" after a final message, "i" when idle)
+//	P.e                stream S_LIVE, in memory: the storage's incarnation
+//	P.e.<topic>        stream S_LIVE, in memory: the topic's current epoch
 //
 // The streams are created, or updated to the options, on first use. Every
 // message carries its position, publish time, key and header in headers
-// (Fanout-Epoch, Fanout-Seq, Fanout-Time, Fanout-Key, Fanout-Header); its
+// (Fanout-Epoch, Fanout-Seq, Fanout-Time, Fanout-Key, Fanout-Header,
+// Fanout-Incarnation); its
 // payload is the message's data as it is.
 //
 // # Positions
@@ -72,16 +75,33 @@
 // or from files that an OS crash left unsynced (JetStream syncs every two
 // minutes by default). Its topics' last messages are then behind what
 // nodes and clients saw, and appending after them would hand out their
-// Seqs again. Each node remembers the latest position it saw stored for
-// each topic (at most 4096 topics; reconnects do not clear it), and a
-// publish that finds the topic's last message older than that, in the
-// same epoch, starts a new epoch, continuing the numbering: clients that
-// resume are told that history does not reach back. What remains: a node
-// that saw no later position of the topic (it started after the loss, or
-// it neither published nor received the lost messages) appends in the
-// old epoch. Run JetStream with sync_interval always and replicated
-// streams ([Options.Replicas] 3) where that matters; see
-// docs/RELIABILITY.md.
+// Seqs again. So every message carries the storage's incarnation (header
+// Fanout-Incarnation): a random name kept in the stream S_LIVE, which
+// JetStream holds in memory, so that no restart brings it back together
+// with older files. A server that restarts comes back with S_LIVE empty,
+// the first node to find it so names a new incarnation (a node reads it
+// once per connection), and a publish that finds its topic's last message
+// from another incarnation starts a new epoch, continuing the numbering:
+// clients that resume are told that history does not reach back
+// (recovered=false, then the snapshot). This holds however far publishes
+// go past the old head before a node notices, and for nodes that never
+// saw the lost messages. The cost: after every restart of a standalone
+// server, lossless or not, each topic's next publish starts a new epoch,
+// so resuming clients reload once; and a header of 34 bytes per message.
+// Replicated streams ([Options.Replicas] 3) keep S_LIVE, like the data,
+// across the restart of a minority of servers: no reset then. Besides,
+// each node remembers the latest position it saw stored for each topic (at
+// most 4096 topics; reconnects do not clear it), and a publish that finds
+// the topic's last message older than that, in the same epoch, starts a
+// new epoch too.
+//
+// What remains: messages acknowledged and then lost by storage are lost
+// (clients that received them live keep them); and in a cluster with
+// streams of one replica, S_LIVE may sit on another server than the
+// history, so the restart of the history's server from older files goes
+// unnoticed by nodes that neither reconnect nor saw the lost messages.
+// Run JetStream with sync_interval always and replicated streams where
+// that matters; see docs/RELIABILITY.md.
 //
 // # Lifecycle
 //

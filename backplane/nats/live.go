@@ -129,7 +129,7 @@ func (b *Backplane) deliver(lt *liveTopic, r fanout.Receiver) {
 			}
 			if seq, err := strconv.ParseUint(msg.Header.Get("Nats-Sequence"), 10, 64); err == nil {
 				lt.note(m.Position, seq)
-				b.noteHead(&stored{msg: m, streamSeq: seq})
+				b.noteHead(&stored{msg: m, streamSeq: seq, inc: msg.Header.Get(hdrIncarnation)})
 			}
 			due = order.add(due[:0], m, time.Now())
 		}

@@ -166,6 +166,10 @@ func (b *Backplane) publishOnce(ctx context.Context, m *fanout.Message, idem str
 	if err != nil {
 		return fanout.Position{}, err
 	}
+	inc, err := b.incarnation(ctx, ss)
+	if err != nil {
+		return fanout.Position{}, err
+	}
 	subj := b.subj.history(m.Topic)
 	last := b.head(m.Topic)
 	if last == nil {
@@ -187,9 +191,12 @@ func (b *Backplane) publishOnce(ctx context.Context, m *fanout.Message, idem str
 			b.setAbsorbed(m.Topic, lp)
 		}
 		pos = fanout.Position{Epoch: lp.Epoch, Seq: lp.Seq + 1}
-		if b.rolledBack(m.Topic, lp) {
-			// A new epoch, continuing the numbering: clients that
-			// saw the lost messages are told that they lost them.
+		if last.inc != inc || b.rolledBack(m.Topic, lp) {
+			// The storage restarted since the topic's last message
+			// (and may have come back older), or came back older
+			// than what this node saw: a new epoch, continuing the
+			// numbering, so that clients that saw lost messages are
+			// told that they lost them.
 			pos.Epoch = newEpoch()
 		}
 		expect = last.streamSeq
@@ -198,6 +205,7 @@ func (b *Backplane) publishOnce(ctx context.Context, m *fanout.Message, idem str
 	if err != nil {
 		return fanout.Position{}, err
 	}
+	msg.Header.Set(hdrIncarnation, inc)
 	opts := []jetstream.PublishOpt{
 		jetstream.WithExpectLastSequencePerSubject(expect),
 		jetstream.WithRetryAttempts(0),
@@ -217,7 +225,7 @@ func (b *Backplane) publishOnce(ctx context.Context, m *fanout.Message, idem str
 		return b.duplicate(ctx, ss, m.Topic, idem, ack.Sequence)
 	}
 	m.Position = pos
-	st := &stored{msg: m, streamSeq: ack.Sequence}
+	st := &stored{msg: m, streamSeq: ack.Sequence, inc: inc}
 	b.noteHead(st)
 	b.noteStreamSeq(m.Topic, st)
 	if m.Key != "" {
@@ -323,7 +331,7 @@ func (b *Backplane) lastStored(ctx context.Context, s jetstream.Stream, subj, to
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s sequence %d", err, subj, raw.Sequence)
 	}
-	return &stored{msg: m, streamSeq: raw.Sequence, at: raw.Time}, nil
+	return &stored{msg: m, streamSeq: raw.Sequence, at: raw.Time, inc: raw.Header.Get(hdrIncarnation)}, nil
 }
 
 func msgNotFound(err error) bool {

@@ -104,3 +104,69 @@ func TestRestoredFromOlderData(t *testing.T) {
 		t.Fatalf("history after %v, the head before the restore: complete with %d messages up to %v; want incomplete", head, len(h.Messages), h.Position)
 	}
 }
+
+// TestRestoredFromOlderDataUnwitnessed: after NATS restarts from a store
+// older than what was published, a node that never saw the lost messages
+// (it starts after the restore) does not hand out their positions again
+// in the same epoch either.
+func TestRestoredFromOlderDataUnwitnessed(t *testing.T) {
+	srv := privateNATS(t)
+	connect := func() *fnats.Backplane {
+		nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		bp := fnats.New(nc, nil)
+		if err := bp.Open(nopReceiver{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { bp.Close() })
+		return bp
+	}
+	a := connect()
+	before := publishN(t, a, "unwitnessed", 20)
+	if err := srv.SaveStore(); err != nil {
+		t.Fatal(err)
+	}
+	before = append(before, publishN(t, a, "unwitnessed", 10)...)
+	head := before[len(before)-1]
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.RestoreStore(); err != nil {
+		t.Fatal(err)
+	}
+
+	b := connect() // knows nothing of what a published
+	ctx, cancel := context.WithTimeout(context.Background(), watchdog)
+	defer cancel()
+	var after []fanout.Position
+	for len(after) < 15 { // past the old head
+		m := &fanout.Message{Topic: "unwitnessed", Key: "k", Data: []byte("after"), Time: time.Now()}
+		p, err := b.Publish(ctx, m, "")
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatal(err)
+			}
+			continue // JetStream may still be recovering its streams
+		}
+		after = append(after, p)
+	}
+	seen := make(map[fanout.Position]bool)
+	for _, p := range before {
+		seen[p] = true
+	}
+	for _, p := range after {
+		if seen[p] {
+			t.Fatalf("position %v handed out before and after the restore", p)
+		}
+	}
+	h, err := b.History(ctx, "unwitnessed", head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Complete {
+		t.Fatalf("history after %v, the head before the restore: complete with %d messages; want incomplete", head, len(h.Messages))
+	}
+}

@@ -148,6 +148,7 @@ func (s subjects) idems(topic string) string { return s.prefix + ".i." + escapeT
 func (s subjects) mark(kind, topic string) string {
 	return s.prefix + ".x." + kind + "." + escapeTopic(topic)
 }
+func (s subjects) incarnation() string         { return s.prefix + ".e" }
 func (s subjects) marksOf(topic string) string { return s.prefix + ".x.*." + escapeTopic(topic) }
 func (s subjects) marks(kind string) string    { return s.prefix + ".x." + kind + ".*" }
 

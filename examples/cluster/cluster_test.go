@@ -67,7 +67,7 @@ func deleteStreams(t *testing.T, cfg config) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	stream := strings.ToUpper(strings.ReplaceAll(cfg.Name, "-", "_"))
-	for _, s := range []string{stream, stream + "_KEYS", stream + "_IDEM"} {
+	for _, s := range []string{stream, stream + "_KEYS", stream + "_IDEM", stream + "_EXPIRE", stream + "_LIVE"} {
 		if err := js.DeleteStream(ctx, s); err != nil {
 			t.Errorf("delete stream %s: %v", s, err)
 		}

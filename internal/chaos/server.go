@@ -87,6 +87,11 @@ type NATSOptions struct {
 	Args []string
 }
 
+// NATSServerEnv names the environment variable that gives the nats-server
+// binary to run instead of the one on PATH: the fault tests run against
+// the distribution's server and against a current build of it.
+const NATSServerEnv = "FANOUT_NATS_SERVER"
+
 // StartNATS starts nats-server with JetStream on a free loopback port,
 // storing its streams under dir.
 func StartNATS(dir string, o *NATSOptions) (*Server, error) {
@@ -102,7 +107,11 @@ func newNATS(dir string, o *NATSOptions) (*Server, error) {
 	if o == nil {
 		o = &NATSOptions{}
 	}
-	bin, err := exec.LookPath("nats-server")
+	name := "nats-server"
+	if env := os.Getenv(NATSServerEnv); env != "" {
+		name = env
+	}
+	bin, err := exec.LookPath(name)
 	if err != nil {
 		return nil, fmt.Errorf("chaos: nats-server: %w", err)
 	}
