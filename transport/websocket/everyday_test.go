@@ -140,4 +140,3 @@ func everydayClients(conns []*rawConn, msgs int) int {
 	fmt.Println(loadtest.NewResult(&h, received.Load(), messages.Load(), closed.Load()))
 	return 0
 }
-
