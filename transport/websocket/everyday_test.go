@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,6 +23,10 @@ var everydayFor = flag.Duration("fanout.everyday", 0, "how long each load of Ben
 
 // everydayLoads are the loads of the everyday benchmarks: many subscribers
 // and a few messages a second, fewer subscribers and more messages.
+// everydayProfile names a file for a CPU profile of the server while it
+// publishes (without the connections' setup).
+var everydayProfile = flag.String("fanout.everydayprofile", "", "write a CPU profile of BenchmarkEveryday's publishing to this file")
+
 var everydayLoads = []struct{ subs, rate int }{{5000, 10}, {1000, 100}}
 
 // BenchmarkEveryday connects subscribers from a client process and
@@ -54,6 +59,15 @@ func benchEveryday(b *testing.B, subs, rate, msgs int) {
 	defer stdin.Close()
 	ctx := context.Background()
 	var ru0, ru1 syscall.Rusage
+	if *everydayProfile != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%d-%d", *everydayProfile, subs, rate))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	err := loadtest.Pace(rate, msgs, func(int) error {
 		_, err := s.hub.Publish(ctx, "bench", loadtest.Stamp(time.Now()))
@@ -76,10 +90,10 @@ func benchEveryday(b *testing.B, subs, rate, msgs int) {
 		stdin.Close()
 		line = <-lines
 	}
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	if err := cmd.Wait(); err != nil {
 		b.Fatalf("client process: %v", err)
 	}
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	r, err := loadtest.ParseResult(line)
 	if err != nil {
 		b.Fatal(err)
