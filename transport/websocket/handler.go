@@ -190,7 +190,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(h.opts.ReadLimit)
-	c := newConn(h, sess, ws, hj.nc)
+	// Without an extension, messages are plain frames that the writer
+	// frames itself.
+	c := newConn(h, sess, ws, hj.nc, w.Header().Get("Sec-WebSocket-Extensions") == "")
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
