@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
@@ -143,6 +144,27 @@ func Pace(rate, n int, publish func(i int) error) error {
 		}
 	}
 	return nil
+}
+
+// DefaultLoads are the loads of the everyday benchmarks: many subscribers
+// and a few messages a second, fewer subscribers and more messages.
+const DefaultLoads = "5000x10,1000x100"
+
+// Load is a number of subscribers of one topic and the messages published
+// to it per second.
+type Load struct{ Subs, Rate int }
+
+// Loads parses loads written as in DefaultLoads, and fails tb on an error.
+func Loads(tb testing.TB, s string) []Load {
+	var ls []Load
+	for f := range strings.SplitSeq(s, ",") {
+		var l Load
+		if _, err := fmt.Sscanf(f, "%dx%d", &l.Subs, &l.Rate); err != nil || l.Subs <= 0 || l.Rate <= 0 {
+			tb.Fatalf("loadtest: load %q: want subscribers x rate, such as 5000x10", f)
+		}
+		ls = append(ls, l)
+	}
+	return ls
 }
 
 // Result is what a client process reports after a load run.

@@ -30,6 +30,7 @@ import (
 // works) each load runs for one second with a tenth of its subscribers.
 var (
 	everydayFor     = flag.Duration("fanout.everyday", 0, "how long each load of BenchmarkEveryday publishes, with the full number of subscribers")
+	everydayLoads   = flag.String("fanout.everydayloads", loadtest.DefaultLoads, "the loads of BenchmarkEveryday: subscribers x messages per second, comma-separated")
 	everydayProfile = flag.String("fanout.everydayprofile", "", "write a CPU profile of BenchmarkEveryday's publishing to this file")
 )
 
@@ -50,14 +51,14 @@ const (
 //
 //	go test -run '^$' -bench BenchmarkEveryday -benchtime 1x ./transport/sse -fanout.everyday 20s
 func BenchmarkEveryday(b *testing.B) {
-	for _, l := range []struct{ subs, rate int }{{5000, 10}, {1000, 100}} {
-		subs, d := l.subs, *everydayFor
+	for _, l := range loadtest.Loads(b, *everydayLoads) {
+		subs, d := l.Subs, *everydayFor
 		if d <= 0 {
 			subs, d = max(subs/10, 1), time.Second
 		}
-		b.Run(fmt.Sprintf("subs=%d/rate=%d", subs, l.rate), func(b *testing.B) {
+		b.Run(fmt.Sprintf("subs=%d/rate=%d", subs, l.Rate), func(b *testing.B) {
 			for range b.N {
-				benchEveryday(b, subs, l.rate, int(d.Seconds()*float64(l.rate)))
+				benchEveryday(b, subs, l.Rate, int(d.Seconds()*float64(l.Rate)))
 			}
 		})
 	}

@@ -21,13 +21,12 @@ import (
 // works) each load runs for one second with a tenth of its subscribers.
 var everydayFor = flag.Duration("fanout.everyday", 0, "how long each load of BenchmarkEveryday publishes, with the full number of subscribers")
 
-// everydayLoads are the loads of the everyday benchmarks: many subscribers
-// and a few messages a second, fewer subscribers and more messages.
+// everydayLoads are the loads of BenchmarkEveryday.
+var everydayLoads = flag.String("fanout.everydayloads", loadtest.DefaultLoads, "the loads of BenchmarkEveryday: subscribers x messages per second, comma-separated")
+
 // everydayProfile names a file for a CPU profile of the server while it
 // publishes (without the connections' setup).
 var everydayProfile = flag.String("fanout.everydayprofile", "", "write a CPU profile of BenchmarkEveryday's publishing to this file")
-
-var everydayLoads = []struct{ subs, rate int }{{5000, 10}, {1000, 100}}
 
 // BenchmarkEveryday connects subscribers from a client process and
 // publishes messages of 64 bytes to their topic at a steady rate, with the
@@ -40,14 +39,14 @@ var everydayLoads = []struct{ subs, rate int }{{5000, 10}, {1000, 100}}
 //
 //	go test -run '^$' -bench BenchmarkEveryday -benchtime 1x ./transport/websocket -fanout.everyday 20s
 func BenchmarkEveryday(b *testing.B) {
-	for _, l := range everydayLoads {
-		subs, d := l.subs, *everydayFor
+	for _, l := range loadtest.Loads(b, *everydayLoads) {
+		subs, d := l.Subs, *everydayFor
 		if d <= 0 {
 			subs, d = max(subs/10, 1), time.Second
 		}
-		b.Run(fmt.Sprintf("subs=%d/rate=%d", subs, l.rate), func(b *testing.B) {
+		b.Run(fmt.Sprintf("subs=%d/rate=%d", subs, l.Rate), func(b *testing.B) {
 			for range b.N {
-				benchEveryday(b, subs, l.rate, int(d.Seconds()*float64(l.rate)))
+				benchEveryday(b, subs, l.Rate, int(d.Seconds()*float64(l.Rate)))
 			}
 		})
 	}
