@@ -25,6 +25,9 @@ type conn struct {
 	sess *fanout.Session
 	ws   *websocket.Conn
 	nc   *corkConn // under ws; corked while the writer writes a batch
+	// framed: the writer frames its messages itself (see frame.go); false
+	// when an extension (compression) is in use, which the library applies.
+	framed bool
 
 	// ctx bounds the commands in progress; it is cancelled when the writer
 	// ends the connection, so that a command blocked on the backplane gives
@@ -42,8 +45,8 @@ type conn struct {
 	started bool // a command has been read; only the reader uses it
 }
 
-func newConn(h *Handler, sess *fanout.Session, ws *websocket.Conn, nc *corkConn) *conn {
-	c := &conn{h: h, sess: sess, ws: ws, nc: nc}
+func newConn(h *Handler, sess *fanout.Session, ws *websocket.Conn, nc *corkConn, framed bool) *conn {
+	c := &conn{h: h, sess: sess, ws: ws, nc: nc, framed: framed}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
@@ -77,6 +80,9 @@ func (c *conn) serve() {
 // message, or in several when they exceed maxMessage bytes, all in one
 // system call.
 func (c *conn) WriteFrames(frames []fanout.Frame, deadline time.Time) error {
+	if c.framed {
+		return c.writeFramed(frames, deadline)
+	}
 	p := bufPool.Get().(*[]byte)
 	b := (*p)[:0]
 	c.nc.cork()

@@ -20,9 +20,10 @@ type corkConn struct {
 	net.Conn
 
 	mu       sync.Mutex
-	buf      *[]byte // the collected writes while corked; nil otherwise
-	deadline bool    // flush left a write deadline on Conn
-	dropped  bool    // Close drops what was collected
+	buf      *[]byte      // the collected writes while corked; nil otherwise
+	deadline bool         // flush left a write deadline on Conn
+	dropped  bool         // Close drops what was collected
+	lib      frameTracker // the frames the library wrote, when the writer frames its own
 }
 
 // closeFlushTimeout bounds how long Close writes what was collected.
@@ -59,6 +60,7 @@ func (c *corkConn) drop() {
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.lib.scan(p)
 	if c.buf != nil {
 		*c.buf = append(*c.buf, p...)
 		return len(p), nil

@@ -77,9 +77,11 @@ type Options struct {
 
 	// WriteBufferSize is the size of the WebSocket library's write buffer
 	// for each connection, in bytes, which the connection keeps for its
-	// life. A batch of frames goes out in one write system call whatever
-	// this size: the writer collects the library's writes in a pooled
-	// buffer it holds only while it writes. Default: 1 KiB.
+	// life. The library writes the control frames (pings, pongs, the
+	// close) through it, and the messages too when compression is in use.
+	// A batch of frames goes out in one write system call whatever this
+	// size: the writer encodes it, or collects the library's writes, in a
+	// pooled buffer it holds only while it writes. Default: 1 KiB.
 	WriteBufferSize int
 }
 
@@ -221,7 +223,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(h.opts.ReadLimit)
-	c := newConn(h, sess, ws, hj.nc)
+	// Without an extension, messages are plain frames that the writer
+	// frames itself.
+	c := newConn(h, sess, ws, hj.nc, w.Header().Get("Sec-WebSocket-Extensions") == "")
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()

@@ -151,7 +151,7 @@ var msgPrefix = []byte(`{"type":"msg"`)
 
 // Environment of the client process.
 const (
-	clientProcessEnv = "FANOUT_WS_CLIENT" // "idle" or "flood"
+	clientProcessEnv = "FANOUT_WS_CLIENT" // "idle", "flood" or "everyday"
 	clientAddrEnv    = "FANOUT_WS_ADDR"
 	clientConnsEnv   = "FANOUT_WS_CONNS"
 	clientMsgsEnv    = "FANOUT_WS_MSGS"
@@ -164,6 +164,7 @@ const (
 // FANOUT_WS_MSGS messages or is closed, and the process prints
 // "done received=N messages=N closed=N codes=..." and exits: received
 // counts the deliveries, messages the WebSocket messages that carried them.
+// Mode "everyday" is described at everydayClients.
 func runClientProcess() int {
 	mode := os.Getenv(clientProcessEnv)
 	addr := os.Getenv(clientAddrEnv)
@@ -208,6 +209,9 @@ func runClientProcess() int {
 	}
 	fmt.Println("ready")
 
+	if mode == "everyday" {
+		return everydayClients(conns, msgs)
+	}
 	if mode == "idle" {
 		io.Copy(io.Discard, os.Stdin)
 		for _, rc := range conns {
