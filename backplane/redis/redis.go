@@ -210,6 +210,7 @@ type Backplane struct {
 	opts   Options
 	args   scriptArgs
 	log    *slog.Logger
+	pub    *batcher // sends publishes in batches
 
 	mu     sync.Mutex // guards the fields below
 	recv   fanout.Receiver
@@ -277,6 +278,7 @@ func New(client goredis.UniversalClient, opts *Options) *Backplane {
 		ctxBound: contextBound(client),
 		opts:     o,
 		args:     newScriptArgs(&o),
+		pub:      newBatcher(client),
 		log:      log,
 		subs:     make(map[string]*subState),
 		done:     make(chan struct{}),
@@ -395,22 +397,23 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 	if idempotencyKey == "" {
 		rid = retryID()
 	}
-	res, err := b.eval(ctx, "publish", publishScript, k.all[:],
-		newEpoch(),
-		appendBody(nil, m),
-		m.Key,
-		a.historySize,
-		a.historyAge,
-		a.idemWindow,
-		k.base,
-		idempotencyKey,
-		ttl,
-		final,
-		a.slack,
-		streamTTL,
-		rid,
-		a.retryWindow,
-	)
+	var args publishArgs
+	args[argNewEpoch] = newEpoch()
+	args[argBody] = appendBody(nil, m)
+	args[argKey] = m.Key
+	args[argHistorySize] = a.historySize
+	args[argHistoryAge] = a.historyAge
+	args[argIdemWindow] = a.idemWindow
+	args[argChannel] = k.base
+	args[argIdemID] = idempotencyKey
+	args[argTTL] = ttl
+	args[argFinal] = final
+	args[argSlack] = a.slack
+	args[argStreamTTL] = streamTTL
+	args[argRetryID] = rid
+	args[argRetryWindow] = a.retryWindow
+	args[argRunID] = "" // the batch sets it
+	res, err := b.pub.do(ctx, k.all[:], &args)
 	if err != nil {
 		return fanout.Position{}, b.opError("publish", err)
 	}
@@ -696,6 +699,7 @@ func (b *Backplane) Close() error {
 		ps.Close()
 	}
 	b.wg.Wait()
+	b.pub.close()
 	b.calls.Wait()
 	return nil
 }
