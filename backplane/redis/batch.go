@@ -22,8 +22,11 @@ import (
 // caller gave up is dropped unsent.
 //
 // With a *goredis.Client, each sender owns a connection of the client's
-// pool (client.Conn) for as long as it works, and reads Redis's run_id on
-// it once, when it opens: a connection never outlives the Redis process it
+// pool (client.Conn) for as long as it works, and keeps it when idle (so
+// the backplane holds up to maxPipelines connections of the pool, at most
+// a quarter of its PoolSize; with a PoolSize under 4 it works as with
+// other clients). It reads Redis's run_id on the connection once, when it
+// opens: a connection never outlives the Redis process it
 // was opened to, so every script sent on it runs in that process, and the
 // script need not read the run_id itself (see publishScript). A sender
 // whose connection fails drops it and sends the batch again on a new one,
@@ -57,23 +60,27 @@ type batcher struct {
 	client goredis.UniversalClient
 	// single is client when it is a *goredis.Client: senders own
 	// connections and read the run_id once per connection.
-	single  *goredis.Client
-	retries int // sends of a publish after the first, on a failed connection
-	minWait time.Duration
-	maxWait time.Duration
+	single *goredis.Client
+	// pipelines bounds the pipelines in flight, and the connections that
+	// senders keep: at most a quarter of the client's pool.
+	pipelines int
+	retries   int // sends of a publish after the first, on a failed connection
+	minWait   time.Duration
+	maxWait   time.Duration
 
 	mu      sync.Mutex // guards the fields below
 	queue   []*publishReq
 	senders int
-	conns   []*senderConn // idle, at most maxPipelines
+	conns   []*senderConn // idle, at most pipelines
 	closed  bool
 	wg      sync.WaitGroup // senders
 }
 
 func newBatcher(c goredis.UniversalClient) *batcher {
-	q := &batcher{client: c, minWait: 8 * time.Millisecond, maxWait: 512 * time.Millisecond}
-	if single, ok := c.(*goredis.Client); ok {
+	q := &batcher{client: c, pipelines: maxPipelines, minWait: 8 * time.Millisecond, maxWait: 512 * time.Millisecond}
+	if single, ok := c.(*goredis.Client); ok && single.Options().PoolSize/4 > 0 {
 		q.single = single
+		q.pipelines = min(maxPipelines, single.Options().PoolSize/4)
 		o := single.Options()
 		q.retries = max(0, o.MaxRetries)
 		if o.MinRetryBackoff > 0 {
@@ -95,7 +102,7 @@ func (q *batcher) do(ctx context.Context, keys []string, args *publishArgs) ([]a
 		return nil, fanout.ErrClosed
 	}
 	q.queue = append(q.queue, r)
-	if q.senders < maxPipelines {
+	if q.senders < q.pipelines {
 		q.senders++
 		q.wg.Add(1)
 		go q.send()
@@ -171,7 +178,7 @@ func (q *batcher) send() {
 				continue
 			}
 			q.senders--
-			if sc != nil && len(q.conns) < maxPipelines && !q.closed {
+			if sc != nil && len(q.conns) < q.pipelines && !q.closed {
 				q.conns = append(q.conns, sc)
 				sc = nil
 			}
@@ -269,6 +276,9 @@ func (q *batcher) sendOn(sc *senderConn, batch []*publishReq) *senderConn {
 		for i, r := range batch {
 			r.sent++
 			r.args[argRunID] = sc.runID
+			if r.sent > 1 {
+				r.args[argResent] = "1"
+			}
 			cmds[i] = p.EvalSha(ctx, publishHash, r.keys, r.args[:]...)
 		}
 		return nil
@@ -345,6 +355,7 @@ func (q *batcher) sendPipelined(batch []*publishReq) {
 	_, _ = q.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, r := range batch {
 			r.args[argRunID] = ""
+			r.args[argResent] = "1" // go-redis may send it again
 			cmds[i] = p.EvalSha(ctx, publishHash, r.keys, r.args[:]...)
 		}
 		return nil

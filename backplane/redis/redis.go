@@ -412,7 +412,8 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 	args[argStreamTTL] = streamTTL
 	args[argRetryID] = rid
 	args[argRetryWindow] = a.retryWindow
-	args[argRunID] = "" // the batch sets it
+	args[argRunID] = "" // the batcher sets it, and argResent
+	args[argResent] = ""
 	res, err := b.pub.do(ctx, k.all[:], &args)
 	if err != nil {
 		return fanout.Position{}, b.opError("publish", err)

@@ -64,8 +64,9 @@ import goredis "github.com/redis/go-redis/v9"
 //   - idem and idemexp: IdleTTL + slack, set by every publish that writes
 //     them and by the first publish after a final one.
 //   - retry: the shorter of two retry windows and the TTL of the publish
-//     that writes it, which sets it; reads do not extend it, so it never
-//     outlives the topic.
+//     that sets it: the first one after a rotation (which makes the hash
+//     anew, then renames it a window later), and those that set the TTLs;
+//     reads do not extend it, so it never outlives the topic.
 //   - after a final publish, every key: FinalTTL (the stream HistoryAge
 //     when shorter), set at once; reads leave it alone, and the next
 //     publish that is not final sets the TTLs again.
@@ -86,12 +87,17 @@ import goredis "github.com/redis/go-redis/v9"
 // Returns {1, "epoch seq"} for a new message, or {0, "epoch seq"} with the
 // position first published under the idempotency ID.
 //
+// resent is "" when no earlier copy of the call can have run (the batcher
+// sends it for the first time on a connection that go-redis does not
+// retry on), so that the script need not look the retry ID up; it always
+// looks up an idempotency key.
+//
 // runID is the run_id of the Redis process that runs the script, read by
 // the caller on the connection that carries the script (a connection
 // never outlives its process), or "" to have the script read it (INFO
 // server, about 5µs of Redis time).
 const publishSource = `
-local newEpoch, body, msgKey, historySize, historyAge, idemWindow, channel, id, ttlArg, finalArg, slack, streamTTL, rid, retryWindow, runID = unpack(ARGV)
+local newEpoch, body, msgKey, historySize, historyAge, idemWindow, channel, id, ttlArg, finalArg, slack, streamTTL, rid, retryWindow, runID, resent = unpack(ARGV)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local server = runID
@@ -111,7 +117,7 @@ elseif id ~= '' then
 	if prev and tonumber(redis.call('ZSCORE', KEYS[5], id) or 0) > now then
 		return {0, prev}
 	end
-elseif rid ~= '' then
+elseif rid ~= '' and resent ~= '' then
 	local prev = redis.call('HGET', KEYS[6], rid) or redis.call('HGET', KEYS[7], rid)
 	if prev then
 		return {0, prev}
@@ -168,7 +174,8 @@ if id ~= '' then
 end
 if rid ~= '' then
 	local window = tonumber(retryWindow)
-	if now - tonumber(h[6] or 0) >= window then
+	local rotate = now - tonumber(h[6] or 0) >= window
+	if rotate then
 		if redis.call('EXISTS', KEYS[6]) == 1 then
 			redis.call('RENAME', KEYS[6], KEYS[7])
 		else
@@ -177,7 +184,9 @@ if rid ~= '' then
 		redis.call('HSET', KEYS[1], 't', string.format('%d', now))
 	end
 	redis.call('HSET', KEYS[6], rid, pos)
-	redis.call('PEXPIRE', KEYS[6], math.min(2 * window, ttl))
+	if rotate or refresh then
+		redis.call('PEXPIRE', KEYS[6], math.min(2 * window, ttl))
+	end
 end
 if id ~= '' or final or h[3] then
 	redis.call('PEXPIRE', KEYS[4], ttl)
@@ -209,6 +218,7 @@ const (
 	argRetryID            // the retry ID, "" with an idempotency key
 	argRetryWindow        // the retry window in ms
 	argRunID              // the run_id of the Redis process, or ""
+	argResent             // "1" when an earlier copy may have run, else ""
 	numPublishArgs
 )
 
