@@ -45,7 +45,7 @@ type publishReq struct {
 	ctx  context.Context
 	keys []string
 	args publishArgs
-	// sent counts the pipelines that carried it.
+	// sent counts the attempts to send it.
 	sent int
 	done chan publishRes // capacity 1
 }
@@ -264,6 +264,9 @@ func (q *batcher) open(ctx context.Context) (*senderConn, error) {
 func (q *batcher) sendOn(sc *senderConn, batch []*publishReq) *senderConn {
 	ctx, cancel := batchContext(batch)
 	defer cancel()
+	for _, r := range batch {
+		r.sent++
+	}
 	if sc == nil {
 		var err error
 		if sc, err = q.open(ctx); err != nil {
@@ -274,7 +277,6 @@ func (q *batcher) sendOn(sc *senderConn, batch []*publishReq) *senderConn {
 	cmds := make([]*goredis.Cmd, len(batch))
 	_, _ = sc.conn.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, r := range batch {
-			r.sent++
 			r.args[argRunID] = sc.runID
 			if r.sent > 1 {
 				r.args[argResent] = "1"
