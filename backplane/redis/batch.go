@@ -220,8 +220,11 @@ type senderConn struct {
 
 // batchContext returns a context for a pipeline that carries batch: it
 // ends at the latest deadline among them, and never when one of them has
-// none.
+// none; a batch of one uses its publish's context.
 func batchContext(batch []*publishReq) (context.Context, context.CancelFunc) {
+	if len(batch) == 1 {
+		return batch[0].ctx, func() {}
+	}
 	var latest time.Time
 	for _, r := range batch {
 		d, ok := r.ctx.Deadline()
@@ -274,17 +277,26 @@ func (q *batcher) sendOn(sc *senderConn, batch []*publishReq) *senderConn {
 			return nil
 		}
 	}
-	cmds := make([]*goredis.Cmd, len(batch))
-	_, _ = sc.conn.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for i, r := range batch {
-			r.args[argRunID] = sc.runID
-			if r.sent > 1 {
-				r.args[argResent] = "1"
-			}
-			cmds[i] = p.EvalSha(ctx, publishHash, r.keys, r.args[:]...)
+	for _, r := range batch {
+		r.args[argRunID] = sc.runID
+		if r.sent > 1 {
+			r.args[argResent] = "1"
 		}
-		return nil
-	})
+	}
+	var one [1]*goredis.Cmd
+	cmds := one[:]
+	if len(batch) == 1 { // no pipeline: what a lone publish costs
+		r := batch[0]
+		one[0] = sc.conn.EvalSha(ctx, publishHash, r.keys, r.args[:]...)
+	} else {
+		cmds = make([]*goredis.Cmd, len(batch))
+		_, _ = sc.conn.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, r := range batch {
+				cmds[i] = p.EvalSha(ctx, publishHash, r.keys, r.args[:]...)
+			}
+			return nil
+		})
+	}
 	var (
 		again  []*publishReq
 		err    error // of the first publish to send again

@@ -558,7 +558,7 @@ func decodeReply(topic string, r any) (*fanout.Message, error) {
 // opError wraps an error of a Redis call. Everything but a Redis error reply
 // that will not go away by itself means that Redis could not be reached.
 func (b *Backplane) opError(op string, err error) error {
-	if b.isClosed() && errors.Is(err, goredis.ErrClosed) {
+	if b.isClosed() && (errors.Is(err, goredis.ErrClosed) || errors.Is(err, fanout.ErrClosed)) {
 		return fmt.Errorf("redis backplane: %s: %w", op, fanout.ErrClosed)
 	}
 	var rerr goredis.Error
