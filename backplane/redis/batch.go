@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofanout/fanout"
@@ -64,7 +65,8 @@ type batcher struct {
 	// pipelines bounds the pipelines in flight, and the connections that
 	// senders keep: at most a quarter of the client's pool.
 	pipelines int
-	retries   int // sends of a publish after the first, on a failed connection
+	retries   int         // sends of a publish after the first, on a failed connection
+	warm      atomic.Bool // the client made a connection before the first Conn
 	minWait   time.Duration
 	maxWait   time.Duration
 
@@ -241,6 +243,16 @@ func batchContext(batch []*publishReq) (context.Context, context.CancelFunc) {
 // open opens a connection for a sender: it reads the run_id and loads the
 // publish script on it.
 func (q *batcher) open(ctx context.Context) (*senderConn, error) {
+	if !q.warm.Load() {
+		// A connection of a client.Conn sets the client's options up
+		// with a lock of its own (go-redis 9.23: the mode of maintenance
+		// notifications, on a Redis that does not know them): let the
+		// client settle them first, through a connection of its own.
+		if err := q.single.Ping(ctx).Err(); err != nil {
+			return nil, err
+		}
+		q.warm.Store(true)
+	}
 	conn := q.single.Conn()
 	var info *goredis.StringCmd
 	_, err := conn.Pipelined(ctx, func(p goredis.Pipeliner) error {
