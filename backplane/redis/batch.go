@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,8 +20,8 @@ import (
 // arrives and takes whatever is queued; what arrives while its pipeline is
 // in flight goes in the next one. At most maxPipelines pipelines are in
 // flight per Backplane, each of at most maxBatch publishes; the queue holds
-// one entry per Publish call that waits for its reply, and an entry whose
-// caller gave up is dropped unsent.
+// one entry per Publish call that waits for its reply, at most maxQueued,
+// and an entry whose caller gave up is dropped unsent.
 //
 // With a *goredis.Client, each sender owns a connection of the client's
 // pool (client.Conn) for as long as it works, and keeps it when idle (so
@@ -39,6 +40,10 @@ import (
 const (
 	maxBatch     = 64
 	maxPipelines = 2
+	// maxQueued bounds the publishes that wait for a pipeline: beyond
+	// it (Redis hangs, or cannot keep up), a publish fails at once with
+	// ErrUnavailable.
+	maxQueued = 16384
 )
 
 // publishReq is one queued publish.
@@ -65,6 +70,7 @@ type batcher struct {
 	// pipelines bounds the pipelines in flight, and the connections that
 	// senders keep: at most a quarter of the client's pool.
 	pipelines int
+	maxQueued int         // publishes that may wait for a pipeline
 	retries   int         // sends of a publish after the first, on a failed connection
 	warm      atomic.Bool // the client made a connection before the first Conn
 	minWait   time.Duration
@@ -79,7 +85,7 @@ type batcher struct {
 }
 
 func newBatcher(c goredis.UniversalClient) *batcher {
-	q := &batcher{client: c, pipelines: maxPipelines, minWait: 8 * time.Millisecond, maxWait: 512 * time.Millisecond}
+	q := &batcher{client: c, pipelines: maxPipelines, maxQueued: maxQueued, minWait: 8 * time.Millisecond, maxWait: 512 * time.Millisecond}
 	if single, ok := c.(*goredis.Client); ok && single.Options().PoolSize/4 > 0 {
 		q.single = single
 		q.pipelines = min(maxPipelines, single.Options().PoolSize/4)
@@ -102,6 +108,13 @@ func (q *batcher) do(ctx context.Context, keys []string, args *publishArgs) ([]a
 	if q.closed {
 		q.mu.Unlock()
 		return nil, fanout.ErrClosed
+	}
+	if len(q.queue) >= q.maxQueued {
+		q.dropAbandoned()
+		if n := len(q.queue); n >= q.maxQueued {
+			q.mu.Unlock()
+			return nil, fmt.Errorf("%w: %d publishes wait for Redis", fanout.ErrUnavailable, n)
+		}
 	}
 	q.queue = append(q.queue, r)
 	if q.senders < q.pipelines {
@@ -158,6 +171,21 @@ func (q *batcher) take() []*publishReq {
 		q.queue = nil
 	}
 	return batch
+}
+
+// dropAbandoned answers and drops the queued publishes whose caller gave
+// up. q.mu is held.
+func (q *batcher) dropAbandoned() {
+	kept := q.queue[:0]
+	for _, r := range q.queue {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- publishRes{err: err}
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(q.queue[len(kept):])
+	q.queue = kept
 }
 
 // requeue puts publishes back at the head of the queue.

@@ -247,3 +247,54 @@ func TestPublishBatchOnBrokenConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishQueueBounded: while Redis hangs, publishes beyond the queue's
+// limit fail at once with ErrUnavailable instead of waiting, and those in
+// the queue succeed once Redis answers.
+func TestPublishQueueBounded(t *testing.T) {
+	srv := privateRedis(t, nil)
+	c := newClient(t, &goredis.Options{Addr: srv.Addr(), ReadTimeout: -1, WriteTimeout: -1, PoolSize: 16})
+	bp := fanoutredis.New(c, &fanoutredis.Options{PingInterval: time.Hour})
+	const limit = 8
+	fanoutredis.SetMaxQueued(bp, limit)
+	if err := bp.Open(nopReceiver{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bp.Close() })
+	ctx := context.Background()
+	if _, err := bp.Publish(ctx, &fanout.Message{Topic: "bounded", Data: []byte("before"), Time: time.Now()}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Continue() })
+	const n = 40
+	results := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := bp.Publish(ctx, &fanout.Message{Topic: "bounded", Data: []byte("x"), Time: time.Now()}, "")
+			results <- err
+		}()
+	}
+	// At most limit publishes queue and two batches are in flight (each
+	// of at most limit): the others fail without Redis.
+	for range n - 3*limit {
+		select {
+		case err := <-results:
+			if !errors.Is(err, fanout.ErrUnavailable) {
+				t.Fatalf("publish beyond the queue's limit: got %v, want fanout.ErrUnavailable", err)
+			}
+		case <-time.After(watchdog):
+			t.Fatalf("publishes beyond the queue's limit still blocked after %v", watchdog)
+		}
+	}
+	if err := srv.Continue(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 * limit {
+		if err := <-results; err != nil && !errors.Is(err, fanout.ErrUnavailable) {
+			t.Errorf("publish: %v", err)
+		}
+	}
+}

@@ -18,7 +18,9 @@
 // Concurrent publishes go to Redis in batches, one pipeline of script calls
 // per batch (at most 64 publishes, at most two pipelines in flight per
 // node), so that many publishers share round trips and system calls; a
-// publish that finds no other waiting is sent at once.
+// publish that finds no other waiting is sent at once. At most 16,384
+// publishes wait for a pipeline; beyond that (Redis hangs or cannot keep
+// up) a publish fails at once with ErrUnavailable.
 // History is read from the stream, snapshots from the hash, each with the
 // topic's position in one atomic script.
 //
