@@ -64,8 +64,9 @@ import goredis "github.com/redis/go-redis/v9"
 //   - idem and idemexp: IdleTTL + slack, set by every publish that writes
 //     them and by the first publish after a final one.
 //   - retry: the shorter of two retry windows and the TTL of the publish
-//     that writes it, which sets it; reads do not extend it, so it never
-//     outlives the topic.
+//     that sets it: the first one after a rotation (which makes the hash
+//     anew, then renames it a window later), and those that set the TTLs;
+//     reads do not extend it, so it never outlives the topic.
 //   - after a final publish, every key: FinalTTL (the stream HistoryAge
 //     when shorter), set at once; reads leave it alone, and the next
 //     publish that is not final sets the TTLs again.
@@ -80,32 +81,43 @@ import goredis "github.com/redis/go-redis/v9"
 // message.
 //
 // KEYS: pos, stream, snap, idem, idemexp, retry, retryold
-// ARGV: new epoch, body, key ("" for none), history size, history age in
-// ms, idempotency window in ms, channel, idempotency ID ("" for none),
-// TTL in ms (IdleTTL + slack, or FinalTTL), "1" for a final publish,
-// slack in ms, the stream's TTL in ms, retry ID ("" with an idempotency
-// ID), the retry window in ms.
+// ARGV: the publish arguments, in the order of the arg* constants (see
+// publishArgs); the script names them in the same order on its first
+// line, so that an argument is added at the end of both lists.
 // Returns {1, "epoch seq"} for a new message, or {0, "epoch seq"} with the
 // position first published under the idempotency ID.
-var publishScript = goredis.NewScript(`
+//
+// resent is "" when no earlier copy of the call can have run (the batcher
+// sends it for the first time on a connection that go-redis does not
+// retry on), so that the script need not look the retry ID up; it always
+// looks up an idempotency key.
+//
+// runID is the run_id of the Redis process that runs the script, read by
+// the caller on the connection that carries the script (a connection
+// never outlives its process), or "" to have the script read it (INFO
+// server, about 5µs of Redis time).
+const publishSource = `
+local newEpoch, body, msgKey, historySize, historyAge, idemWindow, channel, id, ttlArg, finalArg, slack, streamTTL, rid, retryWindow, runID, resent = unpack(ARGV)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id, rid = ARGV[8], ARGV[13]
-local info = redis.call('INFO', 'server')
-local at = string.find(info, 'run_id:', 1, true)
-local server = string.sub(info, at + 7, at + 46)
+local server = runID
+if server == '' then
+	local info = redis.call('INFO', 'server')
+	local at = string.find(info, 'run_id:', 1, true)
+	server = string.sub(info, at + 7, at + 46)
+end
 local h = redis.call('HMGET', KEYS[1], 'e', 's', 'f', 'r', 'b', 't')
 local epoch, seq = h[1], tonumber(h[2])
 local fresh = not epoch or not seq
 if fresh then
-	epoch, seq = ARGV[1], 0
+	epoch, seq = newEpoch, 0
 	redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 elseif id ~= '' then
 	local prev = redis.call('HGET', KEYS[4], id)
 	if prev and tonumber(redis.call('ZSCORE', KEYS[5], id) or 0) > now then
 		return {0, prev}
 	end
-elseif rid ~= '' then
+elseif rid ~= '' and resent ~= '' then
 	local prev = redis.call('HGET', KEYS[6], rid) or redis.call('HGET', KEYS[7], rid)
 	if prev then
 		return {0, prev}
@@ -113,7 +125,7 @@ elseif rid ~= '' then
 end
 local moved = not fresh and h[5] ~= server
 if moved then
-	epoch = ARGV[1]
+	epoch = newEpoch
 	redis.call('DEL', KEYS[2])
 	local snap = redis.call('HGETALL', KEYS[3])
 	for i = 1, #snap, 2 do
@@ -123,9 +135,9 @@ if moved then
 end
 seq = seq + 1
 local seqText = string.format('%d', seq)
-local final = ARGV[10] == '1'
-local ttl = tonumber(ARGV[9])
-local refresh = fresh or moved or final or h[3] or now - tonumber(h[4] or 0) >= tonumber(ARGV[11])
+local final = finalArg == '1'
+local ttl = tonumber(ttlArg)
+local refresh = fresh or moved or final or h[3] or now - tonumber(h[4] or 0) >= tonumber(slack)
 if refresh then
 	redis.call('HSET', KEYS[1], 'e', epoch, 's', seqText, 'r', string.format('%d', now), 'b', server)
 	if final then
@@ -138,16 +150,16 @@ else
 	redis.call('HSET', KEYS[1], 's', seqText)
 end
 local pos = epoch .. ' ' .. seqText
-local rec = pos .. ' ' .. ARGV[2]
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '*', 'm', rec)
+local rec = pos .. ' ' .. body
+redis.call('XADD', KEYS[2], 'MAXLEN', historySize, '*', 'm', rec)
 if refresh then
-	local age = tonumber(ARGV[5])
+	local age = tonumber(historyAge)
 	if now > age then
 		redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', now - age))
 	end
-	redis.call('PEXPIRE', KEYS[2], ARGV[12])
+	redis.call('PEXPIRE', KEYS[2], streamTTL)
 end
-local newKey = ARGV[3] ~= '' and redis.call('HSET', KEYS[3], ARGV[3], rec) == 1
+local newKey = msgKey ~= '' and redis.call('HSET', KEYS[3], msgKey, rec) == 1
 if refresh or newKey then
 	redis.call('PEXPIRE', KEYS[3], ttl)
 end
@@ -158,11 +170,12 @@ if id ~= '' then
 		redis.call('ZREM', KEYS[5], unpack(old))
 	end
 	redis.call('HSET', KEYS[4], id, pos)
-	redis.call('ZADD', KEYS[5], now + tonumber(ARGV[6]), id)
+	redis.call('ZADD', KEYS[5], now + tonumber(idemWindow), id)
 end
 if rid ~= '' then
-	local window = tonumber(ARGV[14])
-	if now - tonumber(h[6] or 0) >= window then
+	local window = tonumber(retryWindow)
+	local rotate = now - tonumber(h[6] or 0) >= window
+	if rotate then
 		if redis.call('EXISTS', KEYS[6]) == 1 then
 			redis.call('RENAME', KEYS[6], KEYS[7])
 		else
@@ -171,15 +184,46 @@ if rid ~= '' then
 		redis.call('HSET', KEYS[1], 't', string.format('%d', now))
 	end
 	redis.call('HSET', KEYS[6], rid, pos)
-	redis.call('PEXPIRE', KEYS[6], math.min(2 * window, ttl))
+	if rotate or refresh then
+		redis.call('PEXPIRE', KEYS[6], math.min(2 * window, ttl))
+	end
 end
 if id ~= '' or final or h[3] then
 	redis.call('PEXPIRE', KEYS[4], ttl)
 	redis.call('PEXPIRE', KEYS[5], ttl)
 end
-redis.call('PUBLISH', ARGV[7], rec)
+redis.call('PUBLISH', channel, rec)
 return {1, pos}
-`)
+`
+
+var (
+	publishScript = goredis.NewScript(publishSource)
+	publishHash   = publishScript.Hash()
+)
+
+// The publish script's arguments: publishArgs[argX] is ARGV[argX+1].
+const (
+	argNewEpoch    = iota // a random epoch, for a topic that starts one
+	argBody               // the record's body (appendBody)
+	argKey                // the message's key, "" for none
+	argHistorySize        // HistorySize
+	argHistoryAge         // HistoryAge in ms
+	argIdemWindow         // IdempotencyWindow in ms
+	argChannel            // the topic's channel
+	argIdemID             // the idempotency key, "" for none
+	argTTL                // IdleTTL + slack, or FinalTTL, in ms
+	argFinal              // "1" for a final publish, else ""
+	argSlack              // slack in ms
+	argStreamTTL          // the stream's TTL in ms
+	argRetryID            // the retry ID, "" with an idempotency key
+	argRetryWindow        // the retry window in ms
+	argRunID              // the run_id of the Redis process, or ""
+	argResent             // "1" when an earlier copy may have run, else ""
+	numPublishArgs
+)
+
+// publishArgs are the arguments of one publish script call.
+type publishArgs [numPublishArgs]any
 
 // historyScript reads the messages after a position, together with the
 // topic's position. It trims the messages older than the history age, and
