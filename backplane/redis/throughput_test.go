@@ -57,4 +57,3 @@ func redisCPU(b *testing.B, c *goredis.Client) time.Duration {
 	}
 	return time.Duration(total * float64(time.Second))
 }
-
