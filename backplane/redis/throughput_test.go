@@ -2,123 +2,43 @@ package redis_test
 
 import (
 	"context"
-	"fmt"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/backplane/backplanetest"
 	fanoutredis "github.com/gofanout/fanout/backplane/redis"
 	"github.com/gofanout/fanout/internal/chaos"
 	goredis "github.com/redis/go-redis/v9"
 )
 
 // BenchmarkHubPublish measures Hub.Publish through the backplane on a
-// private redis-server on loopback: concurrent publishers × topics ×
-// payload, with and without an idempotency key per publish, keeping 1,024
-// messages for 10 minutes per topic. It reports publishes per second and
-// the 99th percentile of one publish's latency, and the CPU time that Redis
-// and the benchmark's process (publishers and hub) spend per publish, which
-// a busy machine distorts less than the rates. One op is one publish.
+// private redis-server on loopback (see backplanetest.BenchmarkHubPublish),
+// with the CPU time Redis spends per publish.
 func BenchmarkHubPublish(b *testing.B) {
 	srv, err := chaos.StartRedis(b.TempDir(), nil)
 	if err != nil {
 		b.Skipf("cannot start a private Redis: %v", err)
 	}
 	b.Cleanup(func() { srv.Close() })
-	for _, publishers := range []int{1, 16, 64} {
-		for _, topics := range []int{1, 1000} {
-			for _, size := range []int{64, 1024} {
-				for _, keyed := range []bool{false, true} {
-					name := fmt.Sprintf("publishers=%d/topics=%d/size=%d/idem=%v", publishers, topics, size, keyed)
-					b.Run(name, func(b *testing.B) {
-						benchHubPublish(b, srv.Addr(), publishers, topics, size, keyed)
-					})
-				}
-			}
-		}
-	}
-}
-
-func benchHubPublish(b *testing.B, addr string, publishers, topics, size int, keyed bool) {
-	c := newClient(b, &goredis.Options{Addr: addr, PoolSize: max(16, 2*publishers)})
-	hub, err := fanout.NewHub(&fanout.HubOptions{
-		Backplane: fanoutredis.New(c, &fanoutredis.Options{
-			Prefix:      uniquePrefix(b, c),
-			HistorySize: 1024,
-			HistoryAge:  10 * time.Minute,
-		}),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { hub.Close() })
-	names := make([]string, topics)
-	for i := range names {
-		names[i] = fmt.Sprint("t", i)
-	}
-	data := make([]byte, size)
-	ctx := context.Background()
-	// Every topic exists before the clock starts.
-	for _, t := range names {
-		if _, err := hub.Publish(ctx, t, data); err != nil {
+	var c *goredis.Client // the current case's
+	backplanetest.BenchmarkHubPublish(b, func(b *testing.B, l backplanetest.PublishLoad) *fanout.Hub {
+		c = newClient(b, &goredis.Options{Addr: srv.Addr(), PoolSize: max(16, 2*l.Publishers)})
+		hub, err := fanout.NewHub(&fanout.HubOptions{
+			Backplane: fanoutredis.New(c, &fanoutredis.Options{
+				Prefix:      uniquePrefix(b, c),
+				HistorySize: 1024,
+				HistoryAge:  10 * time.Minute,
+			}),
+		})
+		if err != nil {
 			b.Fatal(err)
 		}
-	}
-	lats := make([][]time.Duration, publishers)
-	var wg sync.WaitGroup
-	b.ReportAllocs()
-	b.SetBytes(int64(size))
-	redisCPU0 := redisCPU(b, c)
-	selfCPU0 := selfCPU()
-	b.ResetTimer()
-	start := time.Now()
-	for p := range publishers {
-		n := b.N / publishers
-		if p < b.N%publishers {
-			n++
-		}
-		wg.Go(func() {
-			lat := make([]time.Duration, 0, n)
-			var opts []fanout.PublishOption
-			for i := range n {
-				if keyed {
-					opts = []fanout.PublishOption{fanout.WithIdempotencyKey(fmt.Sprint(p, "-", i))}
-				}
-				t0 := time.Now()
-				if _, err := hub.Publish(ctx, names[(p+i*publishers)%topics], data, opts...); err != nil {
-					b.Error(err)
-					return
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			lats[p] = lat
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64((redisCPU(b, c)-redisCPU0).Microseconds())/float64(b.N), "redis-cpu-µs/op")
-	b.ReportMetric(float64((selfCPU()-selfCPU0).Microseconds())/float64(b.N), "client-cpu-µs/op")
-	if testing.Verbose() {
-		st, _ := c.Info(ctx, "commandstats").Result()
-		for _, l := range strings.Split(st, "\r\n") {
-			if strings.Contains(l, "evalsha") {
-				b.Log(l)
-			}
-		}
-	}
-	all := slices.Concat(lats...)
-	if len(all) == 0 {
-		return
-	}
-	slices.Sort(all)
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "publishes/s")
-	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+		b.Cleanup(func() { hub.Close() })
+		return hub
+	}, func(b *testing.B) time.Duration { return redisCPU(b, c) }, "redis-cpu-µs/op")
 }
 
 // redisCPU returns the CPU time the Redis server has used.
@@ -136,11 +56,4 @@ func redisCPU(b *testing.B, c *goredis.Client) time.Duration {
 		}
 	}
 	return time.Duration(total * float64(time.Second))
-}
-
-// selfCPU returns the CPU time this process has used.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
