@@ -94,12 +94,6 @@ const (
 // goroutine ends. An idle connection costs no goroutine after that.
 const writerLinger = 100 * time.Millisecond
 
-// yieldWithin is how soon after the queue emptied a wake-up must come for
-// the writer to yield before it writes, betting that more frames follow.
-// Frames that come further apart go out at once: a yield would only delay
-// them and cost each a second pass through the scheduler.
-const yieldWithin = 20 * time.Millisecond
-
 // maxBatch bounds the frames one WriteFrames call gets.
 const maxBatch = 256
 
@@ -268,18 +262,12 @@ func (w *writer) run() {
 		}
 		// The queue was empty: wait a little for more, unless wake came
 		// meanwhile.
-		if w.state.CompareAndSwap(writerRunning, writerLingering) {
-			waited := time.Now()
-			if !w.lingerForMore() {
-				return
-			}
-			if time.Since(waited) >= yieldWithin {
-				continue // frames come far apart: write at once
-			}
+		if w.state.CompareAndSwap(writerRunning, writerLingering) && !w.lingerForMore() {
+			return
 		}
-		// Frames come fast: let the publisher queue more before the
-		// next write, as Session.Next does. Under load, fewer and larger
-		// writes.
+		// Woken for a frame: let the publisher queue more before the next
+		// write, as Session.Next does. Under load, fewer and larger writes;
+		// idle, no delay.
 		runtime.Gosched()
 	}
 }
