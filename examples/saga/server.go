@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
 	"errors"
 	"fmt"
@@ -47,9 +48,10 @@ type Config struct {
 	// Logger receives the server's logs. Default: logs are discarded.
 	Logger *slog.Logger
 	// Secret, when set, makes clients authenticate: POST /bookings answers
-	// a token that follows that booking only, on every transport (see
-	// followTokens). Replicas share it. Default: none, anyone follows any
-	// booking.
+	// a token that follows that booking only, on every transport, and a
+	// user follows the bookings it started (see followTokens). Replicas
+	// share it. Default: none, anyone follows any booking, and the user
+	// tokens of GET /token are good in this process only.
 	Secret []byte
 }
 
@@ -87,9 +89,17 @@ func NewServer(cfg *Config) (*Server, error) {
 	s.metrics.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ho := &fanout.HubOptions{Backplane: s.cfg.Backplane, Logger: s.cfg.Logger, Observer: m}
 	eo := &Options{Latency: s.cfg.Latency, Before: s.cfg.Before, Logger: s.cfg.Logger}
-	if len(s.cfg.Secret) > 0 {
-		ft := followTokens{secret: s.cfg.Secret}
-		ho.Authenticate, ho.Authorize, eo.Token = ft.authenticate, ft.authorize, ft.issue
+	// Every page is a user (GET /token); with a secret, tokens are also
+	// needed to follow a booking. Without one, user tokens are signed with
+	// a random secret, good in this process only.
+	ft := &followTokens{secret: s.cfg.Secret, strict: len(s.cfg.Secret) > 0}
+	if !ft.strict {
+		ft.secret = make([]byte, 32)
+		rand.Read(ft.secret)
+	}
+	ho.Authenticate, eo.User = ft.authenticate, ft.user
+	if ft.strict {
+		ho.Authorize, eo.Token = ft.authorize, ft.issue
 	}
 	hub, err := fanout.NewHub(ho)
 	if err != nil {
@@ -98,6 +108,7 @@ func NewServer(cfg *Config) (*Server, error) {
 	s.hub = hub
 	eo.Hub = hub
 	s.engine = New(eo)
+	ft.owner = s.engine.Owner
 
 	static, err := fs.Sub(page, "page")
 	if err != nil {
@@ -106,6 +117,7 @@ func NewServer(cfg *Config) (*Server, error) {
 	s.mux = http.NewServeMux()
 	s.mux.Handle("/", http.FileServerFS(static))
 	s.mux.Handle("/bookings", s.engine)
+	s.mux.HandleFunc("/token", ft.serveToken)
 	s.mux.Handle("/events", sse.New(hub, nil))
 	s.ws = websocket.New(hub, nil)
 	s.mux.Handle("/ws", s.ws)
