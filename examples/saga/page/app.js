@@ -49,7 +49,11 @@ const ws = connect('/ws', {
     wsStatus = s;
     if (s.state === 'connected') wsUp();
     document.body.dataset.ws = s.state;
-    for (const v of views.values()) if (v.transport === 'websocket' && v.el.dataset.saga !== 'ended') v.status(s);
+    for (const v of views.values()) {
+      if (v.el.dataset.saga === 'ended') continue;
+      if (v.transport === 'websocket') v.status(s);
+      if (s.state === 'connected') v.countViewers();
+    }
   },
   onServerSubscribe: (info) => {
     const tx = txOf(info.topic);
@@ -117,6 +121,11 @@ function callbacks(view, onEnd) {
     },
     onUnsubscribed: () => view.closed({ reason: '' }),
     onError: (err) => view.error(err),
+    // Who follows the saga: counted again at every join and leave, which
+    // the server sends for saga topics (its TopicOptions).
+    onSubscribed: () => view.countViewers(),
+    onJoin: () => view.countViewers(),
+    onLeave: () => view.countViewers(),
   };
 }
 
@@ -127,6 +136,12 @@ function callbacks(view, onEnd) {
 // booking's token of a link (a server run with -secret).
 function follow(view, topic, transport, token) {
   if (transport === 'grpc-web') {
+    // A gRPC-Web stream gets no join and leave: the page asks for the
+    // count every few seconds while the saga runs.
+    const poll = setInterval(() => {
+      if (view.el.dataset.saga === 'ended' || view.el.dataset.stream === 'refused') clearInterval(poll);
+      else view.countViewers();
+    }, 3000);
     let ended = false;
     (async () => followGrpcWeb(topic, {
       token: typeof token === 'function' ? await token() : token,
@@ -173,6 +188,8 @@ function extra(u) {
 class BookingView {
   constructor(booking, fail, transport) {
     this.transport = transport;
+    this.topic = `saga.${booking.tx}`;
+    this.asks = 0;
     this.el = template.content.firstElementChild.cloneNode(true);
     this.el.dataset.tx = booking.tx;
     this.el.dataset.transport = transport;
@@ -186,6 +203,21 @@ class BookingView {
     for (const s of booking.steps || []) this.step(s);
     views.set(booking.tx, this);
     list.prepend(this.el);
+  }
+
+  // countViewers shows how many sessions follow the booking, on every
+  // replica and over every transport: the presence count of its topic,
+  // asked with the presence command over the page's WebSocket (a later
+  // answer replaces an earlier one only when it is the latest asked).
+  countViewers() {
+    const ask = ++this.asks;
+    ws.presenceCount(this.topic).then((n) => {
+      if (ask !== this.asks) return;
+      const el = this.el.querySelector('.viewers');
+      el.hidden = false;
+      el.textContent = `${n} viewer${n === 1 ? '' : 's'}`;
+      this.el.dataset.viewers = String(n);
+    }, () => {}); // not connected yet: asked again once it is
   }
 
   // booked sets what the booking's request told: its title and its link.
