@@ -208,6 +208,32 @@ test('the server-side subscription reaches every page of the user who booked, an
   assert.equal(await other.$$eval('.booking', (els) => els.length), 0, "another user's page shows nothing");
 });
 
+test('a booking shows how many follow it: "2 viewers" from two browsers', async (t) => {
+  // Slow steps: the saga runs while the second browser comes and goes.
+  const srv = await saga(t, 'saga-viewers', '4s');
+  const page = await newPage(browser, t);
+  await page.goto(srv.url + '/');
+  const tx = await book(page, '', 'websocket');
+  const viewers = (p, n) => p.waitForSelector(`.booking[data-tx="${tx}"][data-viewers="${n}"]`, WAIT);
+  await viewers(page, 1);
+  assert.equal((await card(page, tx)).viewers, '1 viewer');
+
+  // Another browser follows the booking's link, over SSE.
+  const other = await newPage(browser, t);
+  await other.goto(`${srv.url}/?tx=${tx}&transport=sse`);
+  await viewers(other, 2);
+  await viewers(page, 2);
+  assert.equal((await card(page, tx)).viewers, '2 viewers');
+  assert.equal((await card(other, tx)).viewers, '2 viewers');
+  await screenshot(page, 'saga-viewers');
+
+  // It leaves: one again, while the saga still runs.
+  await other.close();
+  await viewers(page, 1);
+  assert.equal((await card(page, tx)).state, 'running', 'counted while the saga runs');
+  assertNoPageErrors(page);
+});
+
 test('a page opened after the end shows the final state at once', async (t) => {
   const srv = await saga(t, 'saga-late', '0s');
   const res = await postJSON(`${srv.url}/bookings`, { fail: 'flight' });
