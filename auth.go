@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 )
@@ -9,7 +10,8 @@ import (
 // Principal is who a session or a publisher acts as, as established by the
 // authenticator.
 //
-// It marshals to JSON as {"id","data"}, without data when it is nil.
+// It marshals to JSON as {"id","data","info"}, without data and info when
+// they are empty.
 type Principal struct {
 	// ID identifies the principal, for instance a user or service name.
 	// Empty means anonymous.
@@ -17,6 +19,11 @@ type Principal struct {
 	// Data is whatever the authenticator wants the authorizer to see
 	// (claims, roles). The hub never reads it.
 	Data any `json:"data,omitempty"`
+	// Info is what other clients see of the principal in presence and in
+	// join and leave frames: a JSON value (a display name, an avatar), at
+	// most [MaxClientInfo] bytes; a longer one is left out. Empty means
+	// none.
+	Info json.RawMessage `json:"info,omitempty"`
 }
 
 // Credentials are what a transport found on an incoming connection or
@@ -84,6 +91,11 @@ const (
 	// [NewInspectHandler]; the topic is empty. An authorizer that allows
 	// every action but publishing allows this one too: check for it.
 	ActionInspect
+	// ActionPresence is reading a topic's presence (who is subscribed)
+	// with the presence and presence_count commands. An authorizer that
+	// allows every action but publishing allows this one too: check for
+	// it.
+	ActionPresence
 )
 
 func (a Action) String() string {
@@ -94,6 +106,8 @@ func (a Action) String() string {
 		return "publish"
 	case ActionInspect:
 		return "inspect"
+	case ActionPresence:
+		return "presence"
 	}
 	return "unknown"
 }

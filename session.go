@@ -19,6 +19,8 @@ const (
 	FrameReply                         // Reply is set
 	FrameSnapshot                      // Snapshot is set
 	FrameClose                         // Close is set; it is the session's last frame
+	FrameJoin                          // Event is set: a session joined the topic
+	FrameLeave                         // Event is set: a session left the topic
 )
 
 // Frame is one logical server frame, which a transport writes in its own wire
@@ -29,6 +31,7 @@ type Frame struct {
 	Reply    *Reply
 	Snapshot *SnapshotFrame
 	Close    *CloseFrame
+	Event    *PresenceEvent
 }
 
 // Reply answers a client command.
@@ -45,6 +48,10 @@ type Reply struct {
 	// reached back, so that nothing was missed. When false, a snapshot
 	// frame follows.
 	Recovered *bool
+	// Presence is set on replies to presence: the topic's entries.
+	Presence []ClientInfo
+	// Count is set on replies to presence_count.
+	Count *int
 }
 
 // SnapshotFrame carries a topic's state: its latest message per key and the
@@ -115,6 +122,7 @@ type subscription struct {
 	topicName string
 	topic     *topic // set once acquired; guarded by sess.mu
 	index     int    // in topic.subs; guarded by topic.mu
+	pres      uint8  // presence flags (presence.go); guarded by sess.mu
 
 	// Guarded by sess.mu.
 	buffering bool       // initial read in progress: live messages wait
@@ -245,7 +253,13 @@ func (s *Session) subscribe(ctx context.Context, req SubscribeRequest) error {
 	sub.topic = t
 	s.mu.Unlock()
 
-	reply, first, start, err := s.hub.initialRead(ctx, req)
+	to := s.hub.topicOptions(req.Topic)
+	reply, first, start, err := s.hub.initialRead(ctx, req, to.limits())
+	if err != nil {
+		s.removeSub(sub)
+		return fmt.Errorf("subscribe %q: %w", req.Topic, err)
+	}
+	pres, err := s.presenceJoin(ctx, &to, req.Topic)
 	if err != nil {
 		s.removeSub(sub)
 		return fmt.Errorf("subscribe %q: %w", req.Topic, err)
@@ -254,8 +268,12 @@ func (s *Session) subscribe(ctx context.Context, req SubscribeRequest) error {
 	s.mu.Lock()
 	if s.subs[req.Topic] != sub { // unsubscribed or closed meanwhile
 		s.mu.Unlock()
+		if pres != 0 {
+			s.presenceLeave(req.Topic, pres&subPresent)
+		}
 		return fmt.Errorf("subscribe %q: %w", req.Topic, ErrClosed)
 	}
+	sub.pres = pres
 	s.pushLocked(Frame{Type: FrameReply, Reply: reply})
 	// What the subscribe owes (history, a snapshot) enters the queue as one
 	// group, under its own budget (see admitLocked).
@@ -279,17 +297,21 @@ func (s *Session) subscribe(ctx context.Context, req SubscribeRequest) error {
 	}
 	s.mu.Unlock()
 	s.signal()
+	if pres&subJoinLeave != 0 {
+		s.presenceEvent(req.Topic, false)
+	}
 	return nil
 }
 
 // initialRead reads what a subscribe starts with: its reply, the frames
 // that follow it, and the position live delivery continues after.
-func (h *Hub) initialRead(ctx context.Context, req SubscribeRequest) (*Reply, []Frame, Position, error) {
+func (h *Hub) initialRead(ctx context.Context, req SubscribeRequest, limits *TopicLimits) (*Reply, []Frame, Position, error) {
 	if req.Since != nil {
 		hist, err := h.bp.History(ctx, req.Topic, *req.Since)
 		if err != nil {
 			return nil, nil, Position{}, err
 		}
+		hist = trimHistory(hist, limits, time.Now())
 		if hist.Complete {
 			start := Position{Epoch: hist.Position.Epoch, Seq: req.Since.Seq}
 			frames := make([]Frame, len(hist.Messages))
@@ -348,9 +370,14 @@ func (s *Session) removeSub(sub *subscription) {
 	sub.pending = nil
 	t := sub.topic
 	sub.topic = nil
+	pres := sub.pres
+	sub.pres = 0
 	s.mu.Unlock()
 	if t != nil {
 		s.hub.release(t, sub)
+	}
+	if pres != 0 {
+		s.presenceLeave(sub.topicName, pres)
 	}
 }
 
@@ -632,6 +659,8 @@ func frameSize(f Frame) int {
 	switch f.Type {
 	case FrameMessage:
 		return f.Message.size()
+	case FrameJoin, FrameLeave:
+		return f.Event.size()
 	case FrameSnapshot:
 		n := 64
 		for _, m := range f.Snapshot.Items {
