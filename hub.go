@@ -160,8 +160,8 @@ type Hub struct {
 	opts HubOptions
 	bp   Backplane
 
-	userAuthorize Authorizer   // HubOptions.Authorize as given
-	pres          presenceHub  // presence and join/leave (presence.go)
+	userAuthorize Authorizer  // HubOptions.Authorize as given
+	pres          presenceHub // presence and join/leave (presence.go)
 
 	shards [numShards]shard
 

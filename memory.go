@@ -106,8 +106,8 @@ type memTopic struct {
 	touched time.Time // the last publish or read
 	final   bool      // the last message was final: the state ends at finalAt
 	finalAt time.Time
-	nodes   []*memNode // subscribed
-	sched   time.Time  // the deadline the topic is queued with; zero when not queued
+	nodes   []*memNode  // subscribed
+	sched   time.Time   // the deadline the topic is queued with; zero when not queued
 	lim     TopicLimits // of the last publish (Message.TopicLimits)
 
 	// Guarded by the broker's mu.
