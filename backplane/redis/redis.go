@@ -391,7 +391,7 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 		return fanout.Position{}, err
 	}
 	k := b.keys(m.Topic)
-	a := &b.args
+	a := b.argsFor(m)
 	ttl, streamTTL, final := a.ttl, a.streamTTL, a.notFinal
 	if m.Final() {
 		ttl, streamTTL, final = a.finalTTL, a.finalStreamTTL, a.final
