@@ -23,7 +23,8 @@ type ClientInfo struct {
 	// Session identifies the session across the cluster: the hub's node
 	// name, a colon and the session's [Session.ID].
 	Session string `json:"session"`
-	// Info is the principal's [Principal.Info].
+	// Info is the principal's [Principal.Info], when it is valid JSON of
+	// at most [MaxClientInfo] bytes.
 	Info json.RawMessage `json:"info,omitempty"`
 }
 
@@ -153,7 +154,7 @@ func (h *Hub) boundErr(ctx context.Context, err error) error {
 // clientInfo is what presence shows of the session.
 func (s *Session) clientInfo() ClientInfo {
 	c := ClientInfo{Principal: s.principal.ID, Session: s.hub.pres.node + ":" + strconv.FormatUint(s.id, 10)}
-	if n := len(s.principal.Info); n > 0 && n <= MaxClientInfo {
+	if n := len(s.principal.Info); n > 0 && n <= MaxClientInfo && json.Valid(s.principal.Info) {
 		c.Info = s.principal.Info
 	}
 	return c

@@ -13,6 +13,7 @@ const (
 	CmdUnsubscribe = "unsubscribe"
 	CmdPublish     = "publish"
 	CmdPing        = "ping"
+	// CmdPresence and CmdPresenceCount are in presence.go.
 )
 
 // MaxIDLength bounds a command id, in bytes.
@@ -24,6 +25,7 @@ const MaxIDLength = 64
 //   - unsubscribe: Topic
 //   - publish: Topic, Data, Key, IdempotencyKey, Header
 //   - ping: none
+//   - presence, presence_count: Topic
 //
 // ID, at most [MaxIDLength] bytes, is echoed by the reply.
 type Command struct {
@@ -106,7 +108,7 @@ func ParseCommand(b []byte) (Command, error) {
 		}
 		c.Topic = ""
 		return c, nil
-	case CmdSubscribe, CmdUnsubscribe, CmdPublish:
+	case CmdSubscribe, CmdUnsubscribe, CmdPublish, CmdPresence, CmdPresenceCount:
 	case "":
 		return c, badRequest(fmt.Errorf("missing %q", fieldType))
 	default:
@@ -203,7 +205,7 @@ func AppendCommand(b []byte, c Command) []byte {
 		if c.Snapshot {
 			b = append(b, `,"snapshot":true`...)
 		}
-	case CmdUnsubscribe:
+	case CmdUnsubscribe, CmdPresence, CmdPresenceCount:
 		b = append(b, `,"topic":`...)
 		b = payload.AppendString(b, c.Topic)
 	case CmdPublish:

@@ -33,6 +33,9 @@ type Error struct {
 //   - msg: Message, and Topic (the message's)
 //   - snapshot: Topic, Position, Items
 //   - close: Code, Reason, Reconnect
+//   - join, leave: Topic, Client
+//
+// A reply to presence has Presence, one to presence_count has Count.
 type Frame struct {
 	Type string
 
@@ -50,6 +53,10 @@ type Frame struct {
 	Code      fanout.CloseCode
 	Reason    string
 	Reconnect bool
+
+	Presence []fanout.ClientInfo
+	Count    *int
+	Client   *fanout.ClientInfo
 }
 
 // ErrMalformed matches every error of the frame decoder.
@@ -134,6 +141,8 @@ func parseFrame(b []byte, strict bool) (Frame, error) {
 		f, err = parseSnapshot(ms, strict)
 	case FrameClose:
 		f, err = parseClose(ms, strict)
+	case FrameJoin, FrameLeave:
+		f, err = parsePresenceEvent(ms, strict)
 	case "":
 		return Frame{}, malformed(fmt.Errorf("missing %q", fieldType))
 	default:
@@ -175,6 +184,16 @@ func parseReply(ms []payload.Member, strict bool) (Frame, error) {
 			var r bool
 			r, err = payload.Bool(m.Name, m.Value)
 			f.Recovered = &r
+		case fieldPresence:
+			f.Presence, err = parsePresenceList(m.Value, strict)
+		case fieldCount:
+			var n int64
+			n, err = payload.Int(m.Name, m.Value)
+			if err == nil && (n < 0 || n > 1<<31-1) {
+				err = fmt.Errorf("%q out of range", fieldCount)
+			}
+			c := int(n)
+			f.Count = &c
 		default:
 			if strict {
 				err = payload.Unknown(m.Name)
@@ -380,7 +399,7 @@ func (f *Frame) Append(b []byte) []byte {
 				e = &Error{Code: "internal"}
 			}
 		}
-		return appendReply(b, f.ID, f.Topic, e, f.Position, f.Recovered)
+		return appendReplyPresence(b, f.ID, f.Topic, e, f.Position, f.Recovered, f.Presence, f.Count)
 	case FrameMsg:
 		return appendMessage(b, f.Message)
 	case FrameSnapshot:
@@ -391,6 +410,12 @@ func (f *Frame) Append(b []byte) []byte {
 		return appendSnapshot(b, f.Topic, pos, f.Items)
 	case FrameClose:
 		return appendClose(b, f.Code, f.Reason, f.Reconnect)
+	case FrameJoin, FrameLeave:
+		var c fanout.ClientInfo
+		if f.Client != nil {
+			c = *f.Client
+		}
+		return appendPresenceEvent(b, &fanout.PresenceEvent{Topic: f.Topic, Leave: f.Type == FrameLeave, Client: c})
 	}
 	panic(fmt.Sprintf("wire: unknown frame type %q", f.Type))
 }

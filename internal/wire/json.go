@@ -62,18 +62,24 @@ func AppendFrame(b []byte, f fanout.Frame) []byte {
 		if r.Err != nil {
 			e = &Error{Code: fanout.ErrorCode(r.Err), Message: fanout.ErrorMessage(r.Err)}
 		}
-		return appendReply(b, r.ID, r.Topic, e, r.Position, r.Recovered)
+		return appendReplyPresence(b, r.ID, r.Topic, e, r.Position, r.Recovered, r.Presence, r.Count)
 	case fanout.FrameSnapshot:
 		s := f.Snapshot
 		return appendSnapshot(b, s.Topic, s.Position, s.Items)
 	case fanout.FrameClose:
 		c := f.Close
 		return appendClose(b, c.Code, c.Reason, c.Reconnect)
+	case fanout.FrameJoin, fanout.FrameLeave:
+		return appendPresenceEvent(b, f.Event)
 	}
 	panic(fmt.Sprintf("wire: unknown frame type %d", f.Type))
 }
 
 func appendReply(b []byte, id, topic string, e *Error, pos *fanout.Position, recovered *bool) []byte {
+	return appendReplyPresence(b, id, topic, e, pos, recovered, nil, nil)
+}
+
+func appendReplyPresence(b []byte, id, topic string, e *Error, pos *fanout.Position, recovered *bool, presence []fanout.ClientInfo, count *int) []byte {
 	b = append(b, `{"type":"reply","id":`...)
 	b = payload.AppendString(b, id)
 	b = append(b, `,"ok":`...)
@@ -97,6 +103,7 @@ func appendReply(b []byte, id, topic string, e *Error, pos *fanout.Position, rec
 		b = append(b, `,"recovered":`...)
 		b = strconv.AppendBool(b, *recovered)
 	}
+	b = appendPresenceReply(b, presence, count)
 	return append(b, '}')
 }
 
