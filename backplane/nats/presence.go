@@ -41,7 +41,7 @@ const hdrPresence = "Fanout-Presence"
 // presenceState is a node's presence.
 type presenceState struct {
 	mu      sync.Mutex
-	stream  jetstream.Stream              // S_PRES, once made
+	stream  jetstream.Stream             // S_PRES, once made
 	topics  map[string]map[string][]byte // topic -> session -> entry
 	started bool
 	closed  bool
@@ -59,7 +59,9 @@ func (b *Backplane) presenceTTL() time.Duration {
 func (s subjects) presence(topic, session string) string {
 	return s.prefix + ".p." + escapeTopic(topic) + "." + escapeTopic(session)
 }
-func (s subjects) presenceOf(topic string) string { return s.prefix + ".p." + escapeTopic(topic) + ".*" }
+func (s subjects) presenceOf(topic string) string {
+	return s.prefix + ".p." + escapeTopic(topic) + ".*"
+}
 
 // presenceStream returns S_PRES, making it on first use.
 func (b *Backplane) presenceStream(ctx context.Context) (jetstream.Stream, error) {

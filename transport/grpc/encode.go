@@ -89,6 +89,11 @@ func appendFrame(b []byte, f fanout.Frame) ([]byte, error) {
 			Reason:    validUTF8(c.Reason),
 			Reconnect: c.Reconnect,
 		}}})
+	case fanout.FrameJoin, fanout.FrameLeave:
+		// The gRPC protocol has no join or leave frame yet: a gRPC
+		// client learns of presence with Hub.Presence through the
+		// application.
+		return b, nil
 	}
 	return b, fmt.Errorf("fanoutgrpc: unknown frame type %d", f.Type)
 }
