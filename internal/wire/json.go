@@ -75,10 +75,6 @@ func AppendFrame(b []byte, f fanout.Frame) []byte {
 	panic(fmt.Sprintf("wire: unknown frame type %d", f.Type))
 }
 
-func appendReply(b []byte, id, topic string, e *Error, pos *fanout.Position, recovered *bool) []byte {
-	return appendReplyPresence(b, id, topic, e, pos, recovered, nil, nil)
-}
-
 func appendReplyPresence(b []byte, id, topic string, e *Error, pos *fanout.Position, recovered *bool, presence []fanout.ClientInfo, count *int) []byte {
 	b = append(b, `{"type":"reply","id":`...)
 	b = payload.AppendString(b, id)
