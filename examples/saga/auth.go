@@ -102,10 +102,10 @@ func (f followTokens) authenticate(_ context.Context, c *fanout.Credentials) (fa
 }
 
 // authorize, on a strict server, lets a booking's token subscribe to its
-// own booking's topic, and a user to the topics of the bookings the user
-// started; clients never publish.
+// own booking's topic and read its presence, and a user the topics of the
+// bookings the user started; clients never publish.
 func (f followTokens) authorize(_ context.Context, p fanout.Principal, topic string, a fanout.Action) error {
-	if a != fanout.ActionSubscribe {
+	if a != fanout.ActionSubscribe && a != fanout.ActionPresence {
 		return errNotYours
 	}
 	if topic == Topic(p.ID) {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,7 +88,7 @@ func NewServer(cfg *Config) (*Server, error) {
 	s.metrics = prometheus.NewRegistry()
 	m := metrics.New(nil)
 	s.metrics.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ho := &fanout.HubOptions{Backplane: s.cfg.Backplane, Logger: s.cfg.Logger, Observer: m}
+	ho := &fanout.HubOptions{Backplane: s.cfg.Backplane, Logger: s.cfg.Logger, Observer: m, TopicOptions: topicOptions}
 	eo := &Options{Latency: s.cfg.Latency, Before: s.cfg.Before, Logger: s.cfg.Logger}
 	// Every page is a user (GET /token); with a secret, tokens are also
 	// needed to follow a booking. Without one, user tokens are signed with
@@ -136,6 +137,17 @@ func NewServer(cfg *Config) (*Server, error) {
 	gs.Register(s.grpc)
 	s.ready.Store(true)
 	return s, nil
+}
+
+// topicOptions are the options of the hub's topics, by prefix: a saga's
+// topic keeps presence and delivers join and leave, so that a page shows
+// how many follow a booking ("2 viewers"), live. Other topics keep the
+// hub's defaults.
+func topicOptions(topic string) fanout.TopicOptions {
+	if strings.HasPrefix(topic, Topic("")) {
+		return fanout.TopicOptions{Presence: true, JoinLeave: true}
+	}
+	return fanout.TopicOptions{}
 }
 
 // Hub returns the server's hub.
