@@ -387,6 +387,7 @@ func (s *stream) frame(f fanout.Frame) {
 	case fanout.FrameExpiry:
 		// No id: the cursor does not move.
 		b = append(b, "event: expiry\n"...)
+		b = appendData(b, wire.AppendFrame(nil, f))
 	case fanout.FrameJoin, fanout.FrameLeave:
 		// No id: a join or leave takes no position, so the cursor stays.
 		if f.Type == fanout.FrameJoin {
