@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -10,8 +11,8 @@ import (
 // Principal is who a session or a publisher acts as, as established by the
 // authenticator.
 //
-// It marshals to JSON as {"id","data","expires_at"}, without data when it
-// is nil and without expires_at when it is zero.
+// It marshals to JSON as {"id","data","info","expires_at"}, without data
+// and info when they are empty and without expires_at when it is zero.
 type Principal struct {
 	// ID identifies the principal, for instance a user or service name.
 	// Empty means anonymous.
@@ -25,6 +26,11 @@ type Principal struct {
 	// (see [Session.Refresh]); an authenticator that returns a time already
 	// past refuses the credentials.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Info is what other clients see of the principal in presence and in
+	// join and leave frames: a JSON value (a display name, an avatar), at
+	// most [MaxClientInfo] bytes; a longer one is left out. Empty means
+	// none.
+	Info json.RawMessage `json:"info,omitempty"`
 }
 
 // Credentials are what a transport found on an incoming connection or
@@ -96,6 +102,11 @@ const (
 	// [NewInspectHandler]; the topic is empty. An authorizer that allows
 	// every action but publishing allows this one too: check for it.
 	ActionInspect
+	// ActionPresence is reading a topic's presence (who is subscribed)
+	// with the presence and presence_count commands. An authorizer that
+	// allows every action but publishing allows this one too: check for
+	// it.
+	ActionPresence
 )
 
 func (a Action) String() string {
@@ -106,6 +117,8 @@ func (a Action) String() string {
 		return "publish"
 	case ActionInspect:
 		return "inspect"
+	case ActionPresence:
+		return "presence"
 	}
 	return "unknown"
 }

@@ -32,9 +32,20 @@ type HubOptions struct {
 	// Authenticate judges the credentials of a connecting client. Default:
 	// everyone is accepted as the anonymous principal.
 	Authenticate Authenticator
-	// Authorize allows or denies subscribing and publishing. Default:
-	// everyone may subscribe to any topic; clients may not publish.
+	// Authorize allows or denies subscribing, publishing and reading
+	// presence. Default: everyone may subscribe to any topic and read its
+	// presence; clients may not publish. [TopicOptions] permissions are
+	// checked before it.
 	Authorize Authorizer
+	// TopicOptions returns the options of a topic: history limits,
+	// presence, join/leave and permissions. It is called on every
+	// subscribe, unsubscribe and publish, so it should be fast (a switch
+	// on the topic's prefix). Default: every topic has the zero
+	// TopicOptions.
+	TopicOptions func(topic string) TopicOptions
+	// MaxPresence bounds how many entries [Hub.Presence] and the presence
+	// command return; [Hub.PresenceCount] counts them all. Default: 1000.
+	MaxPresence int
 
 	// Observer receives events for metrics. Default: none.
 	Observer Observer
@@ -128,6 +139,9 @@ func (o *HubOptions) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if o.MaxPresence <= 0 {
+		o.MaxPresence = 1000
+	}
 	if o.Authorize == nil {
 		o.Authorize = func(_ context.Context, _ Principal, _ string, a Action) error {
 			if a == ActionSubscribe {
@@ -145,6 +159,9 @@ const numShards = 64
 type Hub struct {
 	opts HubOptions
 	bp   Backplane
+
+	userAuthorize Authorizer  // HubOptions.Authorize as given
+	pres          presenceHub // presence and join/leave (presence.go)
 
 	shards [numShards]shard
 
@@ -192,6 +209,7 @@ func NewHub(opts *HubOptions) (*Hub, error) {
 	if opts != nil {
 		h.opts = *opts
 	}
+	h.userAuthorize = h.opts.Authorize
 	h.opts.setDefaults()
 	for i := range h.shards {
 		h.shards[i].topics = make(map[string]*topic)
@@ -200,6 +218,7 @@ func NewHub(opts *HubOptions) (*Hub, error) {
 	if bp == nil {
 		bp = NewMemoryBroker(nil).Node()
 	}
+	h.initPresence(bp)
 	h.bp = observedBackplane{Backplane: bp, h: h}
 	if err := h.bp.Open(receiver{h}); err != nil {
 		return nil, fmt.Errorf("fanout: open backplane: %w", err)
@@ -300,7 +319,8 @@ func (h *Hub) newMessage(topic string, data []byte, opts []PublishOption) (*Mess
 	if err := h.checkMessage(c.key, c.header); err != nil {
 		return nil, "", fmt.Errorf("publish %q: %w", topic, err)
 	}
-	m := &Message{Topic: topic, Key: c.key, Data: slices.Clone(data), Time: time.Now(), Header: c.header}
+	to := h.topicOptions(topic)
+	m := &Message{Topic: topic, Key: c.key, Data: slices.Clone(data), Time: time.Now(), Header: c.header, limits: to.limits()}
 	if m.Data == nil {
 		m.Data = []byte{}
 	}
@@ -400,7 +420,7 @@ func (h *Hub) Authenticate(ctx context.Context, c *Credentials) (Principal, erro
 // Authorize asks the hub's authorizer whether p may do a with topic. The
 // error matches [ErrForbidden].
 func (h *Hub) Authorize(ctx context.Context, p Principal, topic string, a Action) error {
-	if err := h.opts.Authorize(ctx, p, topic, a); err != nil {
+	if err := h.authorize(ctx, p, topic, a); err != nil {
 		return fmt.Errorf("%w: %s %q: %w", ErrForbidden, a, topic, err)
 	}
 	return nil

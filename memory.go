@@ -81,7 +81,8 @@ type MemoryBroker struct {
 	fired    chan struct{} // closed when the callback of the last timer set returns
 	sweeping bool          // a timer callback is running: it sets the next timer
 
-	ctl memControl // the nodes that opened control (see control.go)
+	ctl  memControl  // the nodes that opened control (see control.go)
+	pres memPresence // memory_presence.go
 }
 
 // memTopic is a topic of the broker.
@@ -106,8 +107,9 @@ type memTopic struct {
 	touched time.Time // the last publish or read
 	final   bool      // the last message was final: the state ends at finalAt
 	finalAt time.Time
-	nodes   []*memNode // subscribed
-	sched   time.Time  // the deadline the topic is queued with; zero when not queued
+	nodes   []*memNode  // subscribed
+	sched   time.Time   // the deadline the topic is queued with; zero when not queued
+	lim     TopicLimits // of the last publish (Message.TopicLimits)
 
 	// Guarded by the broker's mu.
 	qi   int // index in the broker's queue; -1 when not queued
@@ -234,6 +236,7 @@ func (t *memTopic) reset() {
 	t.snap, t.idem, t.idemQ = nil, nil, nil
 	t.final = false
 	t.touched, t.finalAt = time.Time{}, time.Time{}
+	t.lim = TopicLimits{}
 }
 
 // stateDeadline is when t's stored state expires. t.mu must be held and
@@ -242,7 +245,31 @@ func (t *memTopic) stateDeadline(o *MemoryOptions) time.Time {
 	if t.final {
 		return t.finalAt
 	}
-	return t.touched.Add(o.IdleTTL)
+	return t.touched.Add(t.idleTTL(o))
+}
+
+// historySize, historyAge and idleTTL are the topic's limits: those of
+// its last publish where set and smaller than the broker's, else the
+// broker's. t.mu must be held.
+func (t *memTopic) historySize(o *MemoryOptions) int {
+	if l := t.lim.HistorySize; l > 0 && l < o.HistorySize {
+		return l
+	}
+	return o.HistorySize
+}
+
+func (t *memTopic) historyAge(o *MemoryOptions) time.Duration {
+	if l := t.lim.HistoryAge; l > 0 && l < o.HistoryAge {
+		return l
+	}
+	return o.HistoryAge
+}
+
+func (t *memTopic) idleTTL(o *MemoryOptions) time.Duration {
+	if l := t.lim.IdleTTL; l > 0 {
+		return l
+	}
+	return o.IdleTTL
 }
 
 // nextDue is t's earliest deadline: its state's expiry, its oldest
@@ -254,7 +281,7 @@ func (t *memTopic) nextDue(o *MemoryOptions) time.Time {
 	}
 	due := t.stateDeadline(o)
 	if t.n > 0 {
-		if d := t.ring[t.head].Time.Add(o.HistoryAge); d.Before(due) {
+		if d := t.ring[t.head].Time.Add(t.historyAge(o)); d.Before(due) {
 			due = d
 		}
 	}
@@ -349,7 +376,7 @@ func (b *MemoryBroker) expire(t *memTopic, now time.Time) {
 	if t.seq != 0 && !now.Before(t.stateDeadline(&b.opts)) {
 		t.reset()
 	} else {
-		t.trimAge(now.Add(-b.opts.HistoryAge))
+		t.trimAge(now.Add(-t.historyAge(&b.opts)))
 		t.expireIdem(now)
 	}
 	b.release(t)
@@ -408,8 +435,10 @@ func (n *memNode) Publish(ctx context.Context, m *Message, idempotencyKey string
 	}
 	t.seq++
 	m.Position = Position{Epoch: t.epoch, Seq: t.seq}
-	t.trimAge(now.Add(-b.opts.HistoryAge))
-	t.append(m, b.opts.HistorySize)
+	t.lim = m.TopicLimits()
+	t.trimAge(now.Add(-t.historyAge(&b.opts)))
+	t.trimSize(t.historySize(&b.opts))
+	t.append(m, t.historySize(&b.opts))
 	if m.Key != "" {
 		if t.snap == nil {
 			t.snap = make(map[string]*Message)
@@ -454,6 +483,23 @@ func (t *memTopic) append(m *Message, limit int) {
 	}
 	t.ring[(t.head+t.n)%size] = m
 	t.n++
+}
+
+// trimSize drops the oldest messages beyond limit, for a topic whose
+// limit shrank.
+func (t *memTopic) trimSize(limit int) {
+	if t.n <= limit-1 {
+		return
+	}
+	size := len(t.ring)
+	for t.n > limit-1 && t.n > 0 {
+		t.ring[t.head] = nil
+		t.head = (t.head + 1) % size
+		t.n--
+	}
+	if t.n == 0 {
+		t.ring, t.head = nil, 0
+	}
 }
 
 // trimAge drops history from cutoff back: a message expires at its Time
@@ -552,7 +598,7 @@ func (n *memNode) History(ctx context.Context, topic string, after Position) (Hi
 	}
 	now := time.Now()
 	t.touched = now
-	t.trimAge(now.Add(-n.b.opts.HistoryAge))
+	t.trimAge(now.Add(-t.historyAge(&n.b.opts)))
 	h := History{Position: Position{Epoch: t.epoch, Seq: t.seq}}
 	if after.Seq > t.seq || (after.Epoch != t.epoch && after.Seq != 0) {
 		return h, nil // from another lineage
@@ -622,6 +668,7 @@ func (n *memNode) Close() error {
 	n.recv = nil
 	n.mu.Unlock()
 	n.closeControl()
+	n.dropPresence()
 	b := n.b
 	b.mu.RLock()
 	topics := make([]*memTopic, 0, len(b.topics))

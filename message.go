@@ -45,6 +45,8 @@ type Message struct {
 	Header map[string]string `json:"header,omitempty"`
 
 	enc [maxEncodings]atomic.Pointer[[]byte]
+	// limits are the topic's history limits when its options set some.
+	limits *TopicLimits
 }
 
 // maxEncodings bounds how many wire formats a process may register.

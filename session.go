@@ -19,6 +19,8 @@ const (
 	FrameReply                         // Reply is set
 	FrameSnapshot                      // Snapshot is set
 	FrameClose                         // Close is set; it is the session's last frame
+	FrameJoin                          // Event is set: a session joined the topic
+	FrameLeave                         // Event is set: a session left the topic
 )
 
 // Frame is one logical server frame, which a transport writes in its own wire
@@ -30,6 +32,7 @@ type Frame struct {
 	Snapshot *SnapshotFrame
 	Close    *CloseFrame
 	Expiry   *ExpiryFrame
+	Event    *PresenceEvent
 }
 
 // Reply answers a client command.
@@ -52,6 +55,10 @@ type Reply struct {
 	// Snapshot is set on a [FrameSubscribed] that a snapshot frame
 	// follows.
 	Snapshot bool
+	// Presence is set on replies to presence: the topic's entries.
+	Presence []ClientInfo
+	// Count is set on replies to presence_count.
+	Count *int
 }
 
 // SnapshotFrame carries a topic's state: its latest message per key and the
@@ -128,6 +135,7 @@ type subscription struct {
 	topicName string
 	topic     *topic // set once acquired; guarded by sess.mu
 	index     int    // in topic.subs; guarded by topic.mu
+	pres      uint8  // presence flags (presence.go); guarded by sess.mu
 
 	// Guarded by sess.mu.
 	buffering bool       // initial read in progress: live messages wait
@@ -267,7 +275,13 @@ func (s *Session) subscribe(ctx context.Context, req SubscribeRequest) error {
 	sub.topic = t
 	s.mu.Unlock()
 
-	reply, first, start, err := s.hub.initialRead(ctx, req)
+	to := s.hub.topicOptions(req.Topic)
+	reply, first, start, err := s.hub.initialRead(ctx, req, to.limits())
+	if err != nil {
+		s.removeSub(sub)
+		return fmt.Errorf("subscribe %q: %w", req.Topic, err)
+	}
+	pres, err := s.presenceJoin(ctx, &to, req.Topic)
 	if err != nil {
 		s.removeSub(sub)
 		return fmt.Errorf("subscribe %q: %w", req.Topic, err)
@@ -276,8 +290,12 @@ func (s *Session) subscribe(ctx context.Context, req SubscribeRequest) error {
 	s.mu.Lock()
 	if s.subs[req.Topic] != sub { // unsubscribed or closed meanwhile
 		s.mu.Unlock()
+		if pres != 0 {
+			s.presenceLeave(req.Topic, pres&subPresent)
+		}
 		return fmt.Errorf("subscribe %q: %w", req.Topic, ErrClosed)
 	}
+	sub.pres = pres
 	if req.server {
 		reply.Snapshot = len(first) > 0
 		s.pushLocked(Frame{Type: FrameSubscribed, Reply: reply})
@@ -306,17 +324,21 @@ func (s *Session) subscribe(ctx context.Context, req SubscribeRequest) error {
 	}
 	s.mu.Unlock()
 	s.signal()
+	if pres&subJoinLeave != 0 {
+		s.presenceEvent(req.Topic, false)
+	}
 	return nil
 }
 
 // initialRead reads what a subscribe starts with: its reply, the frames
 // that follow it, and the position live delivery continues after.
-func (h *Hub) initialRead(ctx context.Context, req SubscribeRequest) (*Reply, []Frame, Position, error) {
+func (h *Hub) initialRead(ctx context.Context, req SubscribeRequest, limits *TopicLimits) (*Reply, []Frame, Position, error) {
 	if req.Since != nil {
 		hist, err := h.bp.History(ctx, req.Topic, *req.Since)
 		if err != nil {
 			return nil, nil, Position{}, err
 		}
+		hist = trimHistory(hist, limits, time.Now())
 		if hist.Complete {
 			start := Position{Epoch: hist.Position.Epoch, Seq: req.Since.Seq}
 			frames := make([]Frame, len(hist.Messages))
@@ -375,9 +397,14 @@ func (s *Session) removeSub(sub *subscription) {
 	sub.pending = nil
 	t := sub.topic
 	sub.topic = nil
+	pres := sub.pres
+	sub.pres = 0
 	s.mu.Unlock()
 	if t != nil {
 		s.hub.release(t, sub)
+	}
+	if pres != 0 {
+		s.presenceLeave(sub.topicName, pres)
 	}
 }
 
@@ -661,6 +688,8 @@ func frameSize(f Frame) int {
 	switch f.Type {
 	case FrameMessage:
 		return f.Message.size()
+	case FrameJoin, FrameLeave:
+		return f.Event.size()
 	case FrameSnapshot:
 		n := 64
 		for _, m := range f.Snapshot.Items {

@@ -199,11 +199,14 @@ type publishRequest struct {
 	cmd       []byte
 	res       chan publishResult // capacity 1
 	cancelled atomic.Bool
+	query     bool // a presence or presence_count command (presence.go)
 }
 
 type publishResult struct {
-	pos fanout.Position
-	err error
+	pos      fanout.Position
+	err      error
+	presence []fanout.ClientInfo // replies to queries
+	count    int
 }
 
 // Dial connects to the fanout WebSocket endpoint at url ("ws://" or

@@ -448,6 +448,16 @@ func (l *loop) handle(f *wire.Frame) {
 		l.serverUnsubscribed(f)
 	case wire.FrameExpiry:
 		l.expires(f.Expires)
+	case wire.FrameJoin, wire.FrameLeave:
+		if s := l.held[f.Topic]; s != nil && s.state == subLive && f.Client != nil {
+			ev := Event{Kind: EventJoin, Client: *f.Client, Position: s.pos}
+			if f.Type == wire.FrameLeave {
+				ev.Kind = EventLeave
+			}
+			if !s.push(ev) {
+				l.unsubscribe(s) // parked until the application drains
+			}
+		}
 	}
 }
 
@@ -482,6 +492,11 @@ func (l *loop) reply(cl call, f *wire.Frame) {
 		switch {
 		case !f.OK:
 			r.err = serverError(f)
+		case cl.pub.query:
+			r.presence = f.Presence
+			if f.Count != nil {
+				r.count = *f.Count
+			}
 		case f.Position == nil:
 			r.err = fmt.Errorf("%w: publish reply without position", wire.ErrMalformed)
 		default:

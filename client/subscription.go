@@ -39,6 +39,11 @@ const (
 	// reaches, or the server lost its history (a new epoch). An
 	// EventSnapshot with the current state follows.
 	EventReset
+	// EventJoin: Client subscribed to the topic, on any node (topics
+	// whose server options enable join/leave). It takes no position.
+	EventJoin
+	// EventLeave: Client left the topic. It takes no position.
+	EventLeave
 )
 
 // String returns the kind's name.
@@ -50,6 +55,10 @@ func (k EventKind) String() string {
 		return "snapshot"
 	case EventReset:
 		return "reset"
+	case EventJoin:
+		return "join"
+	case EventLeave:
+		return "leave"
 	}
 	return "unknown"
 }
@@ -65,6 +74,8 @@ type Event struct {
 	// the state (EventSnapshot), or the last position delivered before the
 	// loss (EventReset).
 	Position fanout.Position
+	// Client is who joined or left, for EventJoin and EventLeave.
+	Client fanout.ClientInfo
 }
 
 // SubscribeOptions configures a [Client.Subscribe]. The zero value is

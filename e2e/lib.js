@@ -52,6 +52,32 @@ export async function newPage(browser, t) {
   return page;
 }
 
+/**
+ * watchURLs records every URL a page requests (HTTP requests and WebSocket
+ * handshakes) in the array it returns, and every token that the page's
+ * GET /token answers in urls.tokens (the page's user token). More tokens
+ * to look for (a booking's) may be pushed there. noTokenIn(urls) returns
+ * the URLs that carry one of them.
+ */
+export function watchURLs(page) {
+  const urls = [];
+  urls.tokens = [];
+  page.on('request', (r) => urls.push(r.url()));
+  page.on('websocket', (ws) => urls.push(ws.url()));
+  page.on('response', async (res) => {
+    if (new URL(res.url()).pathname !== '/token') return;
+    const body = await res.json().catch(() => null);
+    if (body?.token) urls.tokens.push(body.token);
+  });
+  return urls;
+}
+
+/** tokenURLs returns the URLs of watchURLs that carry a token or its signature. */
+export function tokenURLs(urls) {
+  const parts = urls.tokens.flatMap((t) => [t, encodeURIComponent(t), t.split('.').pop()]);
+  return urls.filter((u) => parts.some((p) => u.includes(p)));
+}
+
 /** screenshot saves the page as <artifacts>/<name>.png. */
 export async function screenshot(page, name) {
   const file = path.join(artifactsDir, `${name}.png`);
@@ -261,6 +287,8 @@ export function sagaCard(page, tx) {
     state: el.dataset.state,
     stream: el.dataset.stream,
     closedBy: el.dataset.closedBy,
+    delivery: el.dataset.delivery,
+    viewers: el.querySelector('.viewers')?.textContent,
     error: el.dataset.error,
     outcome: el.querySelector('.outcome').textContent,
     conn: el.querySelector('.conn').textContent,

@@ -302,6 +302,8 @@ func describe(f fanout.Frame) string {
 		return fmt.Sprintf("snapshot of %d items at %v", len(f.Snapshot.Items), f.Snapshot.Position)
 	case fanout.FrameClose:
 		return fmt.Sprintf("close %d %q", f.Close.Code, f.Close.Reason)
+	case fanout.FrameJoin, fanout.FrameLeave:
+		return fmt.Sprintf("join/leave %+v", *f.Event)
 	}
 	return fmt.Sprintf("frame type %d", f.Type)
 }

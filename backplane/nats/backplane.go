@@ -61,6 +61,11 @@ type Options struct {
 	// Timeout bounds each operation whose context has no deadline.
 	// Default: 5s.
 	Timeout time.Duration
+	// PresenceTTL is how long a presence entry lives unless its node
+	// writes it again, which a running node does every PresenceTTL/3: the
+	// sessions of a node that died without closing leave presence within
+	// PresenceTTL. Default: 30s.
+	PresenceTTL time.Duration
 	// LiveBuffer bounds the live messages of one topic that a node holds
 	// before delivering them; beyond it, it drops messages and resyncs the
 	// topic from history. Default: 65536.
@@ -141,7 +146,8 @@ type Backplane struct {
 	done      chan struct{}        // closed by Close
 	wg        sync.WaitGroup       // the watcher, sweeper and delivery goroutines
 
-	ctl control // control messages (see control.go)
+	ctl  control       // control messages (see control.go)
+	pres presenceState // presence.go
 }
 
 type streamSet struct {
@@ -299,6 +305,13 @@ func (b *Backplane) watch() {
 // Close implements [fanout.Backplane]. It stops delivery and waits for the
 // node's goroutines; it does not close the NATS connection.
 func (b *Backplane) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.mu.Unlock()
+	b.closePresence()
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()

@@ -117,7 +117,7 @@ func (c *cluster) deleteStreams() {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, s := range []string{c.opts.Stream, c.opts.Stream + "_KEYS", c.opts.Stream + "_IDEM", c.opts.Stream + "_EXPIRE", c.opts.Stream + "_LIVE"} {
+	for _, s := range []string{c.opts.Stream, c.opts.Stream + "_KEYS", c.opts.Stream + "_IDEM", c.opts.Stream + "_EXPIRE", c.opts.Stream + "_LIVE", c.opts.Stream + "_PRES"} {
 		if err := js.DeleteStream(ctx, s); err != nil && !strings.Contains(err.Error(), "not found") {
 			c.t.Errorf("delete stream %s: %v", s, err)
 		}

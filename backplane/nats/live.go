@@ -123,6 +123,9 @@ func (b *Backplane) deliver(lt *liveTopic, r fanout.Receiver) {
 		case err != nil:
 			return // unsubscribed, closed, or the connection closed
 		default:
+			if livePresence(lt.topic, msg, r) {
+				continue
+			}
 			m, err := decode(lt.topic, msg.Header, msg.Data)
 			if err != nil {
 				continue

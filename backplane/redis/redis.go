@@ -183,6 +183,11 @@ type Options struct {
 	// before it is pinged; a ping unanswered for as long again marks the
 	// connection dead, and it is replaced. Default: 3s.
 	PingInterval time.Duration
+	// PresenceTTL is how long a presence entry lives unless its node
+	// writes it again, which a running node does every PresenceTTL/3: the
+	// sessions of a node that died without closing leave presence within
+	// PresenceTTL. Default: 30s.
+	PresenceTTL time.Duration
 	// Logger receives the backplane's logs: connection loss and return,
 	// resyncs, undecodable messages. Default: logs are discarded.
 	Logger *slog.Logger
@@ -238,7 +243,8 @@ type Backplane struct {
 	// contextBound).
 	ctxBound bool
 
-	ctl control // control messages (see control.go)
+	ctl  control       // control messages (see control.go)
+	pres presenceState // presence.go
 }
 
 // subState is the node's subscription to one topic's channel.
@@ -401,7 +407,7 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 		return fanout.Position{}, err
 	}
 	k := b.keys(m.Topic)
-	a := &b.args
+	a := b.argsFor(m)
 	ttl, streamTTL, final := a.ttl, a.streamTTL, a.notFinal
 	if m.Final() {
 		ttl, streamTTL, final = a.finalTTL, a.finalStreamTTL, a.final
@@ -706,6 +712,13 @@ func (b *Backplane) Close() error {
 		b.mu.Unlock()
 		return nil
 	}
+	b.mu.Unlock()
+	b.closePresence()
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
 	b.closed = true
 	b.recv = nil
 	ps := b.ps
@@ -828,6 +841,9 @@ func (b *Backplane) deliver(msg *goredis.Message) {
 	recv := b.recv
 	b.mu.Unlock()
 	if st == nil || recv == nil {
+		return
+	}
+	if b.deliverPresence(st.topic, msg.Payload, recv) {
 		return
 	}
 	m, err := decodeRecord(st.topic, []byte(msg.Payload))

@@ -122,6 +122,14 @@ export interface SubscribeOptions {
    * it (state 'closed') and does not resume it. WebSocket only.
    */
   onUnsubscribed?: (info: UnsubscribedInfo, sub: Subscription) => void;
+  /**
+   * A session subscribed to the topic, on any node (topics whose server
+   * options enable join/leave; the client's own join included). Joins and
+   * leaves take no position and are not replayed after a reconnect.
+   */
+  onJoin?: (info: PresenceInfo, sub: Subscription) => void;
+  /** A session left the topic: unsubscribed or disconnected. */
+  onLeave?: (info: PresenceInfo, sub: Subscription) => void;
 }
 
 /** Passed to onUnsubscribed. */
@@ -138,6 +146,22 @@ export interface ServerSubscribeInfo {
   position: Position | null;
   /** A snapshot follows (onSnapshot). */
   snapshot: boolean;
+}
+
+/** One subscriber of a topic, as presence lists it. */
+export interface ClientInfo {
+  /** The principal's id; empty for anonymous. */
+  principal: string;
+  /** The session, unique across the server's nodes. */
+  session: string;
+  /** What the server's authenticator tells about the principal (a JSON value). */
+  info?: unknown;
+}
+
+/** Passed to onJoin and onLeave. */
+export interface PresenceInfo {
+  topic: string;
+  client: ClientInfo;
 }
 
 /** A topic given at connect time: its name, or its name with subscribe options. */
@@ -283,6 +307,15 @@ export declare class Client {
     data: unknown,
     options?: { key?: string; idempotencyKey?: string; header?: Record<string, string>; signal?: AbortSignal },
   ): Promise<Position>;
+  /**
+   * Who is subscribed to topic, on every node, where the server keeps
+   * presence for the topic (its topic options) and allows this client to
+   * read it (WebSocket only; at most the server's limit of entries).
+   * Rejects with FanoutError 'forbidden', 'disconnected', ...
+   */
+  presence(topic: string): Promise<ClientInfo[]>;
+  /** How many sessions are subscribed to topic, on every node (WebSocket only). */
+  presenceCount(topic: string): Promise<number>;
   /**
    * When disconnected (waiting for the next attempt, or stopped by 4003),
    * connect now. The browser's 'online' event does this too.

@@ -365,6 +365,33 @@ export class Client {
     });
   }
 
+  /**
+   * presence resolves with who is subscribed to topic on every node
+   * ([{principal, session, info}]), where the server keeps presence for the
+   * topic and allows this client to read it (WebSocket only). Rejects with
+   * 'disconnected' when not connected.
+   */
+  presence(topic) {
+    return this._query({ type: 'presence', topic }).then((f) => f.presence || []);
+  }
+
+  /** presenceCount resolves with how many sessions are subscribed to topic. */
+  presenceCount(topic) {
+    return this._query({ type: 'presence_count', topic }).then((f) => f.count || 0);
+  }
+
+  _query(cmd) {
+    if (this._opts.transport !== 'websocket') {
+      return Promise.reject(new FanoutError('bad_request', `fanout: ${cmd.type} needs the websocket transport`));
+    }
+    if (!this._conn || !this._conn.ready) {
+      return Promise.reject(new FanoutError('disconnected', 'fanout: not connected'));
+    }
+    return new Promise((resolve, reject) => {
+      this._command(cmd, (f) => (f.ok ? resolve(f) : reject(replyError(f))));
+    });
+  }
+
   // _sendPublish sends the publish p; when its connection drops first, p
   // waits in _unsent for the next connection.
   _sendPublish(p) {
@@ -591,6 +618,12 @@ export class Client {
         case 'snapshot': {
           const sub = this._subs.get(f.topic);
           if (sub) sub._onSnapshot(f);
+          break;
+        }
+        case 'join':
+        case 'leave': {
+          const sub = this._subs.get(f.topic);
+          if (sub) sub._onPresence(f);
           break;
         }
         case 'close':
@@ -837,6 +870,12 @@ export class Subscription {
     const m = decodeMessage(f);
     call(this._opts.onMessage, m, this);
     if (m.final) this._end(m);
+  }
+
+  _onPresence(f) {
+    if (this._state !== 'active') return;
+    const fn = f.type === 'join' ? this._opts.onJoin : this._opts.onLeave;
+    call(fn, { topic: this.topic, client: f.client }, this);
   }
 
   _onSnapshot(f) {
@@ -1087,7 +1126,7 @@ function openSSE(client, gen, url, token) {
   return conn;
 }
 
-const sseEvents = ['reply', 'msg', 'snapshot', 'close', 'expiry'];
+const sseEvents = ['reply', 'msg', 'snapshot', 'close', 'expiry', 'join', 'leave'];
 
 // setTokenCookie sets the access_token cookie for the SSE stream at u.
 function setTokenCookie(u, token) {

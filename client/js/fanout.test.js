@@ -982,3 +982,44 @@ test('a subscribed frame answers the app\'s own pending subscribe of the topic',
   assert.equal(client.subscription('t').server, false);
   assert.deepEqual(got, [6]);
 });
+
+test('client surfaces join and leave and queries presence', async (t) => {
+  const { client, sock } = setup(t);
+  const events = [];
+  client.subscribe('room:1', {
+    onMessage: (m) => events.push(`msg ${m.data}`),
+    onJoin: (e) => events.push(`join ${e.client.principal} ${JSON.stringify(e.client.info)}`),
+    onLeave: (e) => events.push(`leave ${e.client.principal}`),
+  });
+  await flush();
+  await assert.rejects(client.presence('room:1'), (e) => e.code === 'disconnected');
+  const ws = sock();
+  ws.open();
+  const [sub] = ws.take();
+  const bob = { principal: 'bob', session: 'n1:2', info: { name: 'Bob' } };
+  ws.frames(
+    { type: 'join', topic: 'room:1', client: bob },
+    { type: 'reply', id: sub.id, ok: true, topic: 'room:1', position: { epoch: 'e', seq: 0 } },
+    { type: 'join', topic: 'room:1', client: bob },
+    { type: 'msg', topic: 'room:1', epoch: 'e', seq: 1, data: 'hi' },
+    { type: 'leave', topic: 'room:1', client: bob },
+    { type: 'join', topic: 'other', client: bob },
+  );
+  assert.deepEqual(events, ['join bob {"name":"Bob"}', 'msg hi', 'leave bob']);
+
+  const p = client.presence('room:1');
+  const n = client.presenceCount('room:1');
+  const [q1, q2] = ws.take();
+  assert.deepEqual(q1, { id: q1.id, type: 'presence', topic: 'room:1' });
+  assert.deepEqual(q2, { id: q2.id, type: 'presence_count', topic: 'room:1' });
+  ws.frames(
+    { type: 'reply', id: q1.id, ok: true, topic: 'room:1', presence: [bob] },
+    { type: 'reply', id: q2.id, ok: true, topic: 'room:1', count: 1 },
+  );
+  assert.deepEqual(await p, [bob]);
+  assert.equal(await n, 1);
+  const denied = client.presence('room:2');
+  const [q3] = ws.take();
+  ws.frames({ type: 'reply', id: q3.id, ok: false, topic: 'room:2', error: { code: 'forbidden', message: 'no' } });
+  await assert.rejects(denied, (e) => e.code === 'forbidden');
+});

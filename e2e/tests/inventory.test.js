@@ -12,6 +12,8 @@ import {
   screenshot,
   startProxy,
   startServer,
+  tokenURLs,
+  watchURLs,
 } from '../lib.js';
 
 const SKUS = ['SKU-1', 'SKU-2', 'SKU-3', 'SKU-4', 'SKU-5'];
@@ -235,5 +237,56 @@ for (const transport of ['websocket', 'sse']) {
     assert.equal(await page.textContent('#status-text'), 'Live');
     await screenshot(page, `inventory-restart-again-${transport}`);
     assertNoPageErrors(page, { outage: true });
+  });
+}
+
+// viewers reads the page's viewer counts: SKU -> number (null before one).
+function viewers(page) {
+  return page.$$eval('#rows tr[data-sku]', (trs) =>
+    Object.fromEntries(trs.map((tr) => [tr.dataset.sku, tr.dataset.viewers === undefined ? null : Number(tr.dataset.viewers)])));
+}
+
+// waitForViewers waits until the page shows the counts of want (SKU ->
+// number; products not in want are not checked).
+async function waitForViewers(page, want) {
+  try {
+    await page.waitForFunction(
+      (want) => Object.entries(want).every(([sku, n]) =>
+        document.querySelector(`#rows tr[data-sku="${sku}"]`)?.dataset.viewers === String(n)),
+      want,
+      WAIT,
+    );
+  } catch (err) {
+    assert.deepEqual(await viewers(page), want, `viewers: ${err.message}`);
+  }
+}
+
+for (const transport of ['websocket', 'sse']) {
+  test(`the viewer count of each product follows the pages that open and close (${transport})`, async (t) => {
+    const port = await freePort();
+    const stock = { 'SKU-1': 4, 'SKU-2': 8, 'SKU-3': 1, 'SKU-4': 0, 'SKU-5': 12 };
+    const all = (n2) => Object.fromEntries(SKUS.map((sku) => [sku, sku === 'SKU-2' ? n2 : 1]));
+    await inventory(t, port, stock, `inventory-viewers-${transport}`);
+    const base = `http://127.0.0.1:${port}/${transport === 'sse' ? '?transport=sse' : ''}`;
+    const board = await newPage(browser, t);
+    const urls = watchURLs(board);
+    await board.goto(base);
+    await waitForStock(board, stock);
+    await waitForViewers(board, all(1));
+
+    // A second browser opens SKU-2's page: only SKU-2 has two viewers.
+    const other = await newPage(browser, t);
+    const sep = base.includes('?') ? '&' : '?';
+    await other.goto(`${base}${sep}sku=SKU-2`);
+    await waitForStock(other, { 'SKU-2': 8 });
+    await waitForViewers(other, { 'SKU-2': 2 });
+    await waitForViewers(board, all(2));
+    await screenshot(board, `inventory-viewers-${transport}`);
+
+    // It closes: back to one.
+    await other.close();
+    await waitForViewers(board, all(1));
+    assert.deepEqual(tokenURLs(urls), [], 'no URL carries a token');
+    assert.ok(!urls.some((u) => /[?&](token|access_token)=/.test(u)), `a URL with a token parameter: ${urls.join(' ')}`);
   });
 }

@@ -22,6 +22,8 @@ import {
   screenshot,
   startProxy,
   startServer,
+  tokenURLs,
+  watchURLs,
 } from '../lib.js';
 
 const WAIT = { timeout: 30000 };
@@ -134,7 +136,7 @@ async function waitForLive(page, tx, n) {
 // SSE to its end: the saga has ended on the servers.
 async function followToEnd(t, url, tx, token) {
   const page = await newPage(browser, t);
-  await page.goto(`${url}/?tx=${tx}${token ? `&token=${encodeURIComponent(token)}` : ''}`);
+  await page.goto(`${url}/?tx=${tx}${token ? `#token=${encodeURIComponent(token)}` : ''}`);
   return waitForEnd(page, tx);
 }
 
@@ -287,8 +289,8 @@ test('gRPC-Web: unauthenticated and forbidden requests are refused with their gR
 
   for (const c of [
     { name: 'no token', query: '', status: '16', code: 'unauthenticated' },
-    { name: 'a forged token', query: `&token=${tx}.forged`, status: '16', code: 'unauthenticated' },
-    { name: "another booking's token", query: `&token=${encodeURIComponent(other.body.token)}`, status: '7', code: 'permission_denied' },
+    { name: 'a forged token', query: `#token=${tx}.forged`, status: '16', code: 'unauthenticated' },
+    { name: "another booking's token", query: `#token=${encodeURIComponent(other.body.token)}`, status: '7', code: 'permission_denied' },
   ]) {
     const page = await newPage(browser, t);
     const calls = watchSubscribes(page);
@@ -305,13 +307,17 @@ test('gRPC-Web: unauthenticated and forbidden requests are refused with their gR
     assertNoPageErrors(page);
   }
 
-  // The booking's own token follows it (the Authorization header of the
-  // gRPC-Web request), to the end.
+  // The booking's own token, in the link's fragment (which the browser
+  // never sends), follows it (the Authorization header of the gRPC-Web
+  // request), to the end; no URL the page requests carries it.
   const page = await newPage(browser, t);
   const calls = watchSubscribes(page);
-  await page.goto(`${srv.url}/?tx=${tx}&transport=grpc-web&token=${encodeURIComponent(token)}`);
+  const urls = watchURLs(page);
+  urls.tokens.push(token);
+  await page.goto(`${srv.url}/?tx=${tx}&transport=grpc-web#token=${encodeURIComponent(token)}`);
   const card = await waitForEnd(page, tx);
   assert.equal(card.state, 'completed');
   assert.equal(calls[0].request.headers().authorization, `Bearer ${token}`);
+  assert.deepEqual(tokenURLs(urls), [], 'no URL carries a token');
   assertNoPageErrors(page);
 });

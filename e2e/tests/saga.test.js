@@ -1,15 +1,17 @@
 // Browser tests of examples/saga: the page in headless Chromium against the
 // real example binary on loopback ports. The page starts bookings and
 // follows each saga (snapshot, then every update in order) until its final
-// update; the server then ends the SSE stream (the page closes a
-// WebSocket itself).
+// update; the server then ends the SSE stream. A booking followed over
+// WebSocket reaches the user's pages through a server-side subscription
+// (the page never names its topic), and no URL the page requests carries
+// its token.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
   buildExample, checkSagaLog, freePort, launchBrowser, newPage, postJSON,
   sagaCard as card, sagaFinalSteps as finalSteps, sagaSteps as STEPS, sagaTranscript as transcript,
-  screenshot, startServer,
+  screenshot, startServer, tokenURLs, watchURLs,
 } from '../lib.js';
 
 const WAIT = { timeout: 20000 };
@@ -117,6 +119,7 @@ test('the page follows a booking and a compensated booking to their end over SSE
   const srv = await saga(t, 'saga-sse');
   const page = await newPage(browser, t);
   const streams = watchStreams(page);
+  const urls = watchURLs(page);
   await page.goto(srv.url + '/');
 
   const ok = await book(page, '');
@@ -149,25 +152,85 @@ test('the page follows a booking and a compensated booking to their end over SSE
     assert.ok(s, `a stream for ${tx}`);
     assert.equal(await ended(s), 'finished', `the server ended the stream of ${tx}`);
   }
+  assert.ok(urls.tokens.length > 0, 'the page got its user token');
+  assert.deepEqual(tokenURLs(urls), [], 'no URL carries the token');
   await screenshot(page, 'saga');
   assertNoPageErrors(page);
 });
 
-test('the page follows a failing booking over WebSocket', async (t) => {
+test('a WebSocket booking reaches the page through a server-side subscription', async (t) => {
   const srv = await saga(t, 'saga-websocket');
   const page = await newPage(browser, t);
   const streams = watchStreams(page);
+  const urls = watchURLs(page);
   await page.goto(srv.url + '/');
   const tx = await book(page, 'car', 'websocket');
   const c = await waitForEnd(page, tx);
+  assert.equal(c.delivery, 'server', 'the server subscribed the page, which never named the topic');
   assert.equal(c.state, 'compensated');
   assert.deepEqual(c.steps, finalSteps('car'));
-  checkLog(c, 'car');
-  assert.equal(c.closedBy, 'page', 'the page closes its WebSocket');
+  const { live } = checkLog(c, 'car');
+  assert.ok(live >= 3, `saw ${live} live updates, want the saga to run live`);
+  assert.equal(c.closedBy, 'page', 'the client unsubscribed at the end');
+  assert.match(c.conn, /unsubscribed/);
+  // The page's one WebSocket carried it, and stays open for the next one.
   const ws = streams.filter((s) => s.url.includes('/ws'));
   assert.equal(ws.length, 1, 'one WebSocket');
-  await ended(ws[0]);
+  assert.equal(await Promise.race([ws[0].ended, new Promise((r) => setTimeout(() => r('open'), 300))]), 'open');
+  const second = await book(page, '', 'websocket');
+  assert.equal((await waitForEnd(page, second)).state, 'completed');
+  assert.equal(streams.filter((s) => s.url.includes('/ws')).length, 1, 'still one WebSocket');
+  assert.ok(urls.tokens.length > 0, 'the page got its user token');
+  assert.deepEqual(tokenURLs(urls), [], 'no URL carries the token');
   await screenshot(page, 'saga-websocket');
+  assertNoPageErrors(page);
+});
+
+test('the server-side subscription reaches every page of the user who booked, and no one else', async (t) => {
+  const srv = await saga(t, 'saga-user');
+  // Two tabs of one browser (one user, its cookie), and another browser.
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  t.after(() => context.close());
+  const tabs = [await context.newPage(), await context.newPage()];
+  const other = await newPage(browser, t);
+  for (const p of [...tabs, other]) {
+    await p.goto(srv.url + '/');
+    await p.waitForFunction(() => document.body.dataset.ws === 'connected', null, WAIT);
+  }
+  const tx = await book(tabs[0], 'hotel', 'websocket');
+  for (const p of tabs) {
+    const c = await waitForEnd(p, tx);
+    assert.equal(c.delivery, 'server');
+    assert.equal(c.state, 'compensated');
+    checkLog(c, 'hotel');
+  }
+  // The other user's page was not subscribed: no card.
+  assert.equal(await other.$$eval('.booking', (els) => els.length), 0, "another user's page shows nothing");
+});
+
+test('a booking shows how many follow it: "2 viewers" from two browsers', async (t) => {
+  // Slow steps: the saga runs while the second browser comes and goes.
+  const srv = await saga(t, 'saga-viewers', '4s');
+  const page = await newPage(browser, t);
+  await page.goto(srv.url + '/');
+  const tx = await book(page, '', 'websocket');
+  const viewers = (p, n) => p.waitForSelector(`.booking[data-tx="${tx}"][data-viewers="${n}"]`, WAIT);
+  await viewers(page, 1);
+  assert.equal((await card(page, tx)).viewers, '1 viewer');
+
+  // Another browser follows the booking's link, over SSE.
+  const other = await newPage(browser, t);
+  await other.goto(`${srv.url}/?tx=${tx}&transport=sse`);
+  await viewers(other, 2);
+  await viewers(page, 2);
+  assert.equal((await card(page, tx)).viewers, '2 viewers');
+  assert.equal((await card(other, tx)).viewers, '2 viewers');
+  await screenshot(page, 'saga-viewers');
+
+  // It leaves: one again, while the saga still runs.
+  await other.close();
+  await viewers(page, 1);
+  assert.equal((await card(page, tx)).state, 'running', 'counted while the saga runs');
   assertNoPageErrors(page);
 });
 
@@ -186,8 +249,9 @@ test('a page opened after the end shows the final state at once', async (t) => {
   await page.goto(`${srv.url}/?tx=${tx}`);
   const c = await waitForEnd(page, tx);
   assert.equal(c.closedBy, 'server', 'the server ends the stream right after the snapshot');
-  assert.equal(streams.length, 1, `streams: ${streams.map((s) => s.url).join(', ')}`);
-  assert.equal(await ended(streams[0]), 'finished');
+  const sse = streams.filter((s) => s.url.includes('/events'));
+  assert.equal(sse.length, 1, `streams: ${streams.map((s) => s.url).join(', ')}`);
+  assert.equal(await ended(sse[0]), 'finished');
   assert.equal(c.state, 'compensated');
   assert.deepEqual(c.steps, finalSteps('flight'));
   assert.deepEqual(c.stepOrder, STEPS, 'steps laid out in the saga\'s order');

@@ -100,6 +100,7 @@ func newServer(cfg config) (*server, error) {
 	hub, err := fanout.NewHub(&fanout.HubOptions{
 		Authenticate: s.authenticate,
 		Authorize:    s.authorize,
+		TopicOptions: topicOptions,
 		Logger:       cfg.Logger,
 		Observer:     m,
 	})
@@ -113,6 +114,7 @@ func newServer(cfg config) (*server, error) {
 	s.mux.Handle("/", http.FileServerFS(static)) // "GET /" would conflict with "/events" and "/publish"
 	s.mux.Handle("GET /fanout.js", js.Handler())
 	s.mux.HandleFunc("GET /api/products", s.handleProducts)
+	s.mux.HandleFunc("GET /api/viewers", s.handleViewers)
 	// The API endpoints take every method and answer a wrong one with the
 	// JSON error body themselves: net/http answers a pattern's other
 	// methods with a plain-text 405.
@@ -265,6 +267,41 @@ func (s *server) simulate(ctx context.Context, every time.Duration, rnd *rand.Ra
 
 func (s *server) handleProducts(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.catalog)
+}
+
+// topicOptions are the options of the hub's topics, by prefix: an
+// inventory topic keeps presence and delivers join and leave, so that a
+// page shows how many people look at each product, live. Other topics
+// keep the hub's defaults.
+func topicOptions(topic string) fanout.TopicOptions {
+	if strings.HasPrefix(topic, topicPrefix) {
+		return fanout.TopicOptions{Presence: true, JoinLeave: true}
+	}
+	return fanout.TopicOptions{}
+}
+
+// handleViewers answers how many sessions follow a product's topic, on
+// every server: {"sku":"SKU-1","viewers":2}. The page asks it over SSE,
+// which cannot send the presence_count command that the WebSocket client
+// uses; 400 for a product outside the catalogue.
+//
+//	GET /api/viewers?sku=SKU-1
+func (s *server) handleViewers(w http.ResponseWriter, r *http.Request) {
+	sku := r.URL.Query().Get("sku")
+	if _, ok := s.state[sku]; !ok {
+		fanout.WriteError(w, http.StatusBadRequest, fmt.Errorf("%w: %w %q", fanout.ErrBadRequest, errUnknownProduct, sku))
+		return
+	}
+	n, err := s.hub.PresenceCount(r.Context(), topicPrefix+sku)
+	if err != nil {
+		fanout.WriteError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, struct {
+		SKU     string `json:"sku"`
+		Viewers int    `json:"viewers"`
+	}{sku, n})
 }
 
 // handleEvent takes the inventory service's event and publishes it.

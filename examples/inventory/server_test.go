@@ -262,6 +262,9 @@ func TestLiveUpdateOverWebSocket(t *testing.T) {
 	got := map[string]map[string]any{}
 	for len(got) < 5 {
 		f := c.next(t)
+		if f["type"] == "join" { // its own, on inventory topics
+			continue
+		}
 		key := fmt.Sprint(f["type"], f["id"])
 		got[key] = f
 	}
@@ -276,6 +279,9 @@ func TestLiveUpdateOverWebSocket(t *testing.T) {
 	}
 	position(t, ts.do(t, http.MethodPost, "/events", event("SKU-2", 3, time.Now().UnixMilli()+1000), nil))
 	f := c.next(t)
+	for f["type"] == "join" {
+		f = c.next(t)
+	}
 	if f["type"] != "msg" || f["topic"] != "inventory.SKU-2" || f["key"] != "SKU-2" || f["seq"] != float64(2) {
 		t.Fatalf("got %v, want the event as message 2 of inventory.SKU-2 keyed SKU-2", f)
 	}
@@ -555,5 +561,66 @@ func TestErrorBodies(t *testing.T) {
 		if res.status == http.StatusMethodNotAllowed && res.header.Get("Allow") != http.MethodPost {
 			t.Errorf("%s %s: got Allow %q, want POST", c.method, c.path, res.header.Get("Allow"))
 		}
+	}
+}
+
+// TestViewers: inventory topics keep presence and deliver join and leave,
+// so a page shows how many people look at each product: a second session
+// on SKU-1 is a join for the first one and a count of 2 at GET
+// /api/viewers, and its leave brings the count back to 1.
+func TestViewers(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, config{})
+	viewers := func(sku string) int {
+		t.Helper()
+		res := ts.do(t, http.MethodGet, "/api/viewers?sku="+sku, "", nil)
+		var b struct {
+			SKU     string
+			Viewers int
+		}
+		if err := json.Unmarshal([]byte(res.body), &b); err != nil || res.status != http.StatusOK || b.SKU != sku {
+			t.Fatalf("GET /api/viewers?sku=%s: got %d %s (%v)", sku, res.status, res.body, err)
+		}
+		return b.Viewers
+	}
+	// frame skips to the next frame of type typ.
+	frame := func(c *wsClient, typ string) map[string]any {
+		t.Helper()
+		for {
+			if f := c.next(t); f["type"] == typ {
+				return f
+			}
+		}
+	}
+	a := dial(t, ts, "")
+	a.send(t, `{"id":"a","type":"subscribe","topic":"inventory.SKU-1"}`)
+	frame(a, "reply")
+	frame(a, "join") // its own
+	if n := viewers("SKU-1"); n != 1 {
+		t.Fatalf("viewers of SKU-1: got %d, want 1", n)
+	}
+	b := dial(t, ts, "")
+	b.send(t, `{"id":"b","type":"subscribe","topic":"inventory.SKU-1"}`)
+	if f := frame(a, "join"); f["topic"] != "inventory.SKU-1" {
+		t.Fatalf("got %v, want a join of inventory.SKU-1", f)
+	}
+	if n := viewers("SKU-1"); n != 2 {
+		t.Fatalf("viewers of SKU-1: got %d, want 2", n)
+	}
+	if n := viewers("SKU-2"); n != 0 {
+		t.Fatalf("viewers of SKU-2: got %d, want 0", n)
+	}
+	// The presence_count command answers the same over WebSocket.
+	a.send(t, `{"id":"n","type":"presence_count","topic":"inventory.SKU-1"}`)
+	if f := frame(a, "reply"); f["id"] != "n" || f["count"] != float64(2) {
+		t.Fatalf("presence_count: got %v, want 2", f)
+	}
+	b.conn.CloseNow()
+	frame(a, "leave")
+	if n := viewers("SKU-1"); n != 1 {
+		t.Fatalf("viewers of SKU-1 after a leave: got %d, want 1", n)
+	}
+	if res := ts.do(t, http.MethodGet, "/api/viewers?sku=SKU-99", "", nil); res.status != http.StatusBadRequest {
+		t.Fatalf("unknown product: got %d, want 400", res.status)
 	}
 }

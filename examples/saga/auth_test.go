@@ -10,9 +10,12 @@ import (
 )
 
 // FuzzFollowTokens checks the token parser with any input: it never
-// panics, and accepts exactly the tokens it issued, as their transaction.
+// panics, and accepts exactly the tokens it issued, as their transaction
+// or user.
 func FuzzFollowTokens(f *testing.F) {
-	ft := followTokens{secret: []byte("fuzz")}
+	ft := followTokens{secret: []byte("fuzz"), strict: true}
+	_, user := ft.newUser()
+	f.Add(user)
 	f.Add(ft.issue("3f9a0c1b2d4e5f60"))
 	f.Add("3f9a0c1b2d4e5f60.")
 	f.Add(".")
@@ -26,7 +29,11 @@ func FuzzFollowTokens(f *testing.F) {
 			}
 			return
 		}
-		if want := ft.issue(p.ID); token != want {
+		want := ft.issue(p.ID)
+		if strings.HasPrefix(p.ID, userPrefix) {
+			want = p.ID + "." + ft.mac("user:"+p.ID)
+		}
+		if token != want {
 			t.Fatalf("accepted %q as %q, whose token is %q", token, p.ID, want)
 		}
 		if err := ft.authorize(context.Background(), p, "saga."+p.ID, fanout.ActionSubscribe); err != nil {

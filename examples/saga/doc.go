@@ -9,17 +9,27 @@
 //
 // With -redis (or $SAGA_REDIS_ADDR), replicas share one Redis as their
 // backplane. With -secret (or $SAGA_SECRET), a client follows a booking only
-// with the token that POST /bookings answers. README.md lists the flags.
+// with the token that POST /bookings answers, or as the user who started
+// it. README.md lists the flags.
+//
+// Every page is a user (GET /token, kept in an HttpOnly cookie). A booking
+// posted with {"subscribe": true} is delivered to its user through a
+// server-side subscription: [fanout.Hub.Subscribe] subscribes every
+// WebSocket session of the user, on every replica, to the saga's topic,
+// with its snapshot. SSE and gRPC streams name their topics and follow
+// them as before.
 //
 // # Endpoints
 //
 // On the HTTP address (-addr, default :8080; HTTP/1.1 and h2c):
 //
 //	GET  /              the page: starts a booking and follows it over SSE,
-//	                    WebSocket or gRPC-Web
+//	                    WebSocket (a server-side subscription) or gRPC-Web
+//	GET  /token         the page's user and its token {"user","token"}
 //	POST /bookings      starts a booking; answers 202 {"tx","topic","steps"}
 //	                    (and "token" with -secret)
-//	                    (inject a failure with {"fail":"hotel"} or ?fail=hotel)
+//	                    (inject a failure with {"fail":"hotel"} or ?fail=hotel;
+//	                    {"subscribe":true} subscribes the user's WebSockets)
 //	GET  /events        Server-Sent Events (transport/sse)
 //	GET  /ws            WebSocket (transport/websocket)
 //	GET  /fanout.js     the browser client (client/js)
@@ -59,8 +69,8 @@
 // stops EventSource); a Subscribe call (gRPC, gRPC-Web or Connect) gets the
 // same close frame and ends with OK (io.EOF). The clients stop at the final message by
 // themselves too: the page's client ends the subscription (onEnd) and does
-// not reconnect the stream, and closes a WebSocket, which the server keeps
-// open for other topics; the follow command prints that the server ended
+// not reconnect the stream; over WebSocket it unsubscribes, and the
+// connection stays open for other topics; the follow command prints that the server ended
 // the stream, and cancels the call itself when a server does not.
 //
 // # Shutdown

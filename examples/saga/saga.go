@@ -82,6 +82,16 @@ type Booking struct {
 	// Fail names a step whose action fails, to show a compensation.
 	// Empty: every step succeeds.
 	Fail string `json:"fail,omitempty"`
+	// Subscribe asks the server to subscribe the WebSocket sessions of the
+	// booking's user (Owner), on every replica, to the saga's topic, with
+	// its snapshot: a server-side subscription ([fanout.Hub.Subscribe]),
+	// so that the user's pages get the progress without subscribing by
+	// topic name. SSE and gRPC streams follow a topic they name, and are
+	// not touched.
+	Subscribe bool `json:"subscribe,omitempty"`
+	// Owner is the user who books ("" for none), from the request's
+	// credentials ([Options.User]), never from its body.
+	Owner string `json:"-"`
 }
 
 // Action is one action of a saga: a step's booking, or its compensation.
@@ -115,6 +125,9 @@ type Options struct {
 	// Token, when set, gives the token that follows a transaction; POST
 	// /bookings answers it as "token". Default: none, no token.
 	Token func(tx string) string
+	// User, when set, names the user who sent a booking request, "" for
+	// none: the booking's [Booking.Owner]. Default: none.
+	User func(r *http.Request) string
 }
 
 // Engine runs sagas, each in its own goroutine, and publishes the status of
@@ -126,13 +139,14 @@ type Engine struct {
 	mu      sync.Mutex // guards closing and cancels
 	closing bool
 	cancels map[string]context.CancelFunc
+	owners  map[string]string // tx → Booking.Owner, of the running sagas that have one
 
 	wg sync.WaitGroup // the running sagas
 }
 
 // New returns an engine that publishes to opts.Hub.
 func New(opts *Options) *Engine {
-	e := &Engine{cancels: make(map[string]context.CancelFunc)}
+	e := &Engine{cancels: make(map[string]context.CancelFunc), owners: make(map[string]string)}
 	if opts != nil {
 		e.opts = *opts
 	}
@@ -165,6 +179,9 @@ func (e *Engine) Start(ctx context.Context, b Booking) (string, error) {
 	}
 	sagaCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancels[tx] = cancel
+	if b.Owner != "" {
+		e.owners[tx] = b.Owner
+	}
 	e.wg.Add(1)
 	e.mu.Unlock()
 
@@ -173,6 +190,15 @@ func (e *Engine) Start(ctx context.Context, b Booking) (string, error) {
 	if err != nil {
 		e.finish(tx)
 		return "", err
+	}
+	if b.Subscribe && b.Owner != "" {
+		// Before the saga runs: the snapshot holds every step pending, and
+		// every later update arrives live. A failure (a backplane that
+		// cannot reach the other replicas) leaves the booking running; the
+		// page may still follow its topic.
+		if err := e.opts.Hub.Subscribe(ctx, b.Owner, Topic(tx), &fanout.ServerSubscribeOptions{Snapshot: true}); err != nil {
+			e.opts.Logger.Warn("server-side subscription", "tx", tx, "user", b.Owner, "err", err)
+		}
 	}
 	go func() {
 		defer e.finish(tx)
@@ -186,9 +212,18 @@ func (e *Engine) finish(tx string) {
 	e.mu.Lock()
 	cancel := e.cancels[tx]
 	delete(e.cancels, tx)
+	delete(e.owners, tx)
 	e.mu.Unlock()
 	cancel()
 	e.wg.Done()
+}
+
+// Owner returns the user who started the running saga tx ("" when it has
+// none, or ended).
+func (e *Engine) Owner(tx string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.owners[tx]
 }
 
 // Shutdown refuses new sagas and waits for the running ones to end. When
@@ -262,6 +297,10 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if jb.Fail != "" {
 			b.Fail = jb.Fail
 		}
+		b.Subscribe = jb.Subscribe
+	}
+	if e.opts.User != nil {
+		b.Owner = e.opts.User(r)
 	}
 	tx, err := e.Start(r.Context(), b)
 	switch {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,9 +49,10 @@ type Config struct {
 	// Logger receives the server's logs. Default: logs are discarded.
 	Logger *slog.Logger
 	// Secret, when set, makes clients authenticate: POST /bookings answers
-	// a token that follows that booking only, on every transport (see
-	// followTokens). Replicas share it. Default: none, anyone follows any
-	// booking.
+	// a token that follows that booking only, on every transport, and a
+	// user follows the bookings it started (see followTokens). Replicas
+	// share it. Default: none, anyone follows any booking, and the user
+	// tokens of GET /token are good in this process only.
 	Secret []byte
 }
 
@@ -85,11 +88,19 @@ func NewServer(cfg *Config) (*Server, error) {
 	s.metrics = prometheus.NewRegistry()
 	m := metrics.New(nil)
 	s.metrics.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ho := &fanout.HubOptions{Backplane: s.cfg.Backplane, Logger: s.cfg.Logger, Observer: m}
+	ho := &fanout.HubOptions{Backplane: s.cfg.Backplane, Logger: s.cfg.Logger, Observer: m, TopicOptions: topicOptions}
 	eo := &Options{Latency: s.cfg.Latency, Before: s.cfg.Before, Logger: s.cfg.Logger}
-	if len(s.cfg.Secret) > 0 {
-		ft := followTokens{secret: s.cfg.Secret}
-		ho.Authenticate, ho.Authorize, eo.Token = ft.authenticate, ft.authorize, ft.issue
+	// Every page is a user (GET /token); with a secret, tokens are also
+	// needed to follow a booking. Without one, user tokens are signed with
+	// a random secret, good in this process only.
+	ft := &followTokens{secret: s.cfg.Secret, strict: len(s.cfg.Secret) > 0}
+	if !ft.strict {
+		ft.secret = make([]byte, 32)
+		rand.Read(ft.secret)
+	}
+	ho.Authenticate, eo.User = ft.authenticate, ft.user
+	if ft.strict {
+		ho.Authorize, eo.Token = ft.authorize, ft.issue
 	}
 	hub, err := fanout.NewHub(ho)
 	if err != nil {
@@ -98,6 +109,7 @@ func NewServer(cfg *Config) (*Server, error) {
 	s.hub = hub
 	eo.Hub = hub
 	s.engine = New(eo)
+	ft.owner = s.engine.Owner
 
 	static, err := fs.Sub(page, "page")
 	if err != nil {
@@ -106,6 +118,7 @@ func NewServer(cfg *Config) (*Server, error) {
 	s.mux = http.NewServeMux()
 	s.mux.Handle("/", http.FileServerFS(static))
 	s.mux.Handle("/bookings", s.engine)
+	s.mux.HandleFunc("/token", ft.serveToken)
 	s.mux.Handle("/events", sse.New(hub, nil))
 	s.ws = websocket.New(hub, nil)
 	s.mux.Handle("/ws", s.ws)
@@ -124,6 +137,17 @@ func NewServer(cfg *Config) (*Server, error) {
 	gs.Register(s.grpc)
 	s.ready.Store(true)
 	return s, nil
+}
+
+// topicOptions are the options of the hub's topics, by prefix: a saga's
+// topic keeps presence and delivers join and leave, so that a page shows
+// how many follow a booking ("2 viewers"), live. Other topics keep the
+// hub's defaults.
+func topicOptions(topic string) fanout.TopicOptions {
+	if strings.HasPrefix(topic, Topic("")) {
+		return fanout.TopicOptions{Presence: true, JoinLeave: true}
+	}
+	return fanout.TopicOptions{}
 }
 
 // Hub returns the server's hub.

@@ -13,6 +13,7 @@ const (
 	CmdUnsubscribe = "unsubscribe"
 	CmdPublish     = "publish"
 	CmdPing        = "ping"
+	// CmdPresence and CmdPresenceCount are in presence.go.
 )
 
 // Commands that carry credentials (see credentials.go).
@@ -31,6 +32,7 @@ const MaxIDLength = 64
 //   - publish: Topic, Data, Key, IdempotencyKey, Header
 //   - ping: none
 //   - auth, refresh: Token
+//   - presence, presence_count: Topic
 //
 // ID, at most [MaxIDLength] bytes, is echoed by the reply.
 type Command struct {
@@ -124,7 +126,7 @@ func ParseCommand(b []byte) (Command, error) {
 		}
 		c.Topic = ""
 		return c, nil
-	case CmdSubscribe, CmdUnsubscribe, CmdPublish:
+	case CmdSubscribe, CmdUnsubscribe, CmdPublish, CmdPresence, CmdPresenceCount:
 	case "":
 		return c, badRequest(fmt.Errorf("missing %q", fieldType))
 	default:
@@ -221,7 +223,7 @@ func AppendCommand(b []byte, c Command) []byte {
 		if c.Snapshot {
 			b = append(b, `,"snapshot":true`...)
 		}
-	case CmdUnsubscribe:
+	case CmdUnsubscribe, CmdPresence, CmdPresenceCount:
 		b = append(b, `,"topic":`...)
 		b = payload.AppendString(b, c.Topic)
 	case CmdAuth, CmdRefresh:

@@ -162,6 +162,8 @@ func FuzzParseCommand(f *testing.F) {
 		`{"id":"2","type":"subscribe","topic":"stock:42","since":{"epoch":"ab12","seq":9}}`,
 		`{"id":"3","type":"subscribe","topic":"saga/7","snapshot":true}`,
 		`{"id":"4","type":"unsubscribe","topic":"a"}`,
+		`{"id":"8","type":"presence","topic":"room"}`,
+		`{"id":"9","type":"presence_count","topic":"room"}`,
 		`{"id":"5","type":"publish","topic":"a","data":{"q":[1,"x",null]},"key":"k","idempotency_key":"e","header":{"a":"b"}}`,
 		`{"id":"6","type":"publish","topic":"a","data64":"AAECAw=="}`,
 		`{"id":"7","type":"publish","topic":"a","data":"\u2028\n"}`,
@@ -194,7 +196,7 @@ func FuzzParseCommand(f *testing.F) {
 			if c.Topic != "" {
 				t.Fatalf("accepted a topic on ping")
 			}
-		case wire.CmdSubscribe, wire.CmdUnsubscribe, wire.CmdPublish:
+		case wire.CmdSubscribe, wire.CmdUnsubscribe, wire.CmdPublish, wire.CmdPresence, wire.CmdPresenceCount:
 			if err := fanout.ValidateTopic(c.Topic); err != nil {
 				t.Fatalf("accepted topic %q: %v", c.Topic, err)
 			}

@@ -45,6 +45,9 @@ type Error struct {
 //
 // A reply to auth or refresh carries Expires too, unless the credentials
 // never expire.
+//   - join, leave: Topic, Client
+//
+// A reply to presence has Presence, one to presence_count has Count.
 type Frame struct {
 	Type string
 
@@ -66,6 +69,9 @@ type Frame struct {
 	// Snapshot: a snapshot frame follows this subscribed frame.
 	Snapshot bool
 	Expires  time.Time
+	Presence []fanout.ClientInfo
+	Count    *int
+	Client   *fanout.ClientInfo
 }
 
 // ErrMalformed matches every error of the frame decoder.
@@ -154,6 +160,8 @@ func parseFrame(b []byte, strict bool) (Frame, error) {
 		f, err = parseSubscribed(typ, ms, strict)
 	case FrameExpiry:
 		f, err = parseExpiry(ms, strict)
+	case FrameJoin, FrameLeave:
+		f, err = parsePresenceEvent(ms, strict)
 	case "":
 		return Frame{}, malformed(fmt.Errorf("missing %q", fieldType))
 	default:
@@ -197,6 +205,16 @@ func parseReply(ms []payload.Member, strict bool) (Frame, error) {
 			f.Recovered = &r
 		case fieldExpires:
 			f.Expires, err = parseExpires(m.Name, m.Value)
+		case fieldPresence:
+			f.Presence, err = parsePresenceList(m.Value, strict)
+		case fieldCount:
+			var n int64
+			n, err = payload.Int(m.Name, m.Value)
+			if err == nil && (n < 0 || n > 1<<31-1) {
+				err = fmt.Errorf("%q out of range", fieldCount)
+			}
+			c := int(n)
+			f.Count = &c
 		default:
 			if strict {
 				err = payload.Unknown(m.Name)
@@ -402,7 +420,7 @@ func (f *Frame) Append(b []byte) []byte {
 				e = &Error{Code: "internal"}
 			}
 		}
-		return appendReply(b, f.ID, f.Topic, e, f.Position, f.Recovered, f.Expires)
+		return appendReply(b, f.ID, f.Topic, e, f.Position, f.Recovered, f.Expires, f.Presence, f.Count)
 	case FrameMsg:
 		return appendMessage(b, f.Message)
 	case FrameSnapshot:
@@ -419,6 +437,12 @@ func (f *Frame) Append(b []byte) []byte {
 		return appendUnsubscribed(b, f.Topic)
 	case FrameExpiry:
 		return appendExpiry(b, f.Expires)
+	case FrameJoin, FrameLeave:
+		var c fanout.ClientInfo
+		if f.Client != nil {
+			c = *f.Client
+		}
+		return appendPresenceEvent(b, &fanout.PresenceEvent{Topic: f.Topic, Leave: f.Type == FrameLeave, Client: c})
 	}
 	panic(fmt.Sprintf("wire: unknown frame type %q", f.Type))
 }

@@ -63,7 +63,7 @@ func AppendFrame(b []byte, f fanout.Frame) []byte {
 		if r.Err != nil {
 			e = &Error{Code: fanout.ErrorCode(r.Err), Message: fanout.ErrorMessage(r.Err)}
 		}
-		return appendReply(b, r.ID, r.Topic, e, r.Position, r.Recovered, r.ExpiresAt)
+		return appendReply(b, r.ID, r.Topic, e, r.Position, r.Recovered, r.ExpiresAt, r.Presence, r.Count)
 	case fanout.FrameSnapshot:
 		s := f.Snapshot
 		return appendSnapshot(b, s.Topic, s.Position, s.Items)
@@ -77,11 +77,13 @@ func AppendFrame(b []byte, f fanout.Frame) []byte {
 		return appendUnsubscribed(b, f.Reply.Topic)
 	case fanout.FrameExpiry:
 		return appendExpiry(b, f.Expiry.ExpiresAt)
+	case fanout.FrameJoin, fanout.FrameLeave:
+		return appendPresenceEvent(b, f.Event)
 	}
 	panic(fmt.Sprintf("wire: unknown frame type %d", f.Type))
 }
 
-func appendReply(b []byte, id, topic string, e *Error, pos *fanout.Position, recovered *bool, expires time.Time) []byte {
+func appendReply(b []byte, id, topic string, e *Error, pos *fanout.Position, recovered *bool, expires time.Time, presence []fanout.ClientInfo, count *int) []byte {
 	b = append(b, `{"type":"reply","id":`...)
 	b = payload.AppendString(b, id)
 	b = append(b, `,"ok":`...)
@@ -106,6 +108,7 @@ func appendReply(b []byte, id, topic string, e *Error, pos *fanout.Position, rec
 		b = strconv.AppendBool(b, *recovered)
 	}
 	b = appendExpires(b, expires)
+	b = appendPresenceReply(b, presence, count)
 	return append(b, '}')
 }
 

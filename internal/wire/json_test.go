@@ -244,6 +244,10 @@ func FuzzParseFrame(f *testing.F) {
 	f.Add([]byte(`{"type":"unsubscribed","topic":"t"}`))
 	f.Add([]byte(`{"type":"expiry","expires":1700000000000}`))
 	f.Add([]byte(`{"type":"reply","id":"1","ok":true,"expires":1700000000000}`))
+	f.Add([]byte(`{"type":"join","topic":"room","client":{"principal":"alice","session":"ab:1","info":{"name":"Alice"}}}`))
+	f.Add([]byte(`{"type":"leave","topic":"room","client":{"principal":"","session":"ab:2"}}`))
+	f.Add([]byte(`{"type":"reply","id":"1","ok":true,"topic":"room","presence":[{"principal":"a","session":"s","info":[1, 2]}]}`))
+	f.Add([]byte(`{"type":"reply","id":"2","ok":true,"topic":"room","count":3}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 4*maxFuzzData {
 			t.Skip()

@@ -93,6 +93,11 @@ func appendFrame(b []byte, f fanout.Frame) ([]byte, error) {
 		return appendMarshal(b, &fanoutv1.Frame{Frame: &fanoutv1.Frame_Expiry{Expiry: &fanoutv1.Expiry{
 			ExpiresAt: timestamppb.New(f.Expiry.ExpiresAt),
 		}}})
+	case fanout.FrameJoin, fanout.FrameLeave:
+		// The gRPC protocol has no join or leave frame yet: a gRPC
+		// client learns of presence with Hub.Presence through the
+		// application.
+		return b, nil
 	}
 	return b, fmt.Errorf("fanoutgrpc: unknown frame type %d", f.Type)
 }

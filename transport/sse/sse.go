@@ -388,6 +388,14 @@ func (s *stream) frame(f fanout.Frame) {
 		// No id: the cursor does not move.
 		b = append(b, "event: expiry\n"...)
 		b = appendData(b, wire.AppendFrame(nil, f))
+	case fanout.FrameJoin, fanout.FrameLeave:
+		// No id: a join or leave takes no position, so the cursor stays.
+		if f.Type == fanout.FrameJoin {
+			b = append(b, "event: join\n"...)
+		} else {
+			b = append(b, "event: leave\n"...)
+		}
+		b = appendData(b, wire.AppendFrame(nil, f))
 	}
 	s.buf = b
 	if len(s.buf) >= writeChunk {

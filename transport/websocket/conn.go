@@ -312,6 +312,8 @@ func (c *conn) run(cmd wire.Command) error {
 			opts = append(opts, fanout.WithHeader(cmd.Header))
 		}
 		return c.sess.Publish(c.ctx, cmd.ID, cmd.Topic, cmd.Data, opts...)
+	case wire.CmdPresence, wire.CmdPresenceCount:
+		return c.sess.Presence(c.ctx, fanout.PresenceRequest{ID: cmd.ID, Topic: cmd.Topic, Count: cmd.Type == wire.CmdPresenceCount})
 	}
 	return fmt.Errorf("%w: unknown command type %q", fanout.ErrBadRequest, cmd.Type)
 }

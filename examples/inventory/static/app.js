@@ -99,7 +99,7 @@ function makeRow(p) {
   tr.dataset.sku = p.sku;
   tr.dataset.state = 'loading';
   const cells = {};
-  for (const name of ['name', 'sku', 'stock', 'availability', 'updated']) {
+  for (const name of ['name', 'sku', 'stock', 'availability', 'updated', 'viewers']) {
     const td = document.createElement('td');
     td.className = name;
     tr.append(td);
@@ -111,7 +111,9 @@ function makeRow(p) {
   cells.stock.textContent = '…';
   cells.availability.textContent = '';
   cells.updated.textContent = '';
-  return { tr, cells };
+  cells.viewers.classList.add('num');
+  cells.viewers.textContent = '…';
+  return { tr, cells, asks: 0 };
 }
 
 // render shows a product's stock event; anything else on the topic is
@@ -141,10 +143,35 @@ function render(row, msg, animate) {
 }
 
 // The transport: WebSocket, or Server-Sent Events with ?transport=sse.
-const transport = new URLSearchParams(location.search).get('transport') === 'sse' ? 'sse' : 'websocket';
+const params = new URLSearchParams(location.search);
+const transport = params.get('transport') === 'sse' ? 'sse' : 'websocket';
+// ?sku=SKU-1 (repeatable) shows only those products: a product's page.
+const only = params.getAll('sku').flatMap((v) => v.split(',')).filter(Boolean);
+
+let client;
+
+// countViewers shows how many sessions follow a product's topic, on every
+// server: its presence count, asked again at every join and leave (the
+// server enables presence and join/leave for inventory topics). Over
+// WebSocket the client asks with the presence_count command; an SSE
+// stream cannot send commands, so the page asks GET /api/viewers. Only the
+// answer to the latest question is shown.
+function countViewers(row, topic, sku) {
+  const ask = ++row.asks;
+  const count = transport === 'websocket'
+    ? client.presenceCount(topic)
+    : fetch(`api/viewers?sku=${encodeURIComponent(sku)}`).then((res) => (res.ok ? res.json() : Promise.reject(new Error(res.status)))).then((b) => b.viewers);
+  count.then((n) => {
+    if (ask !== row.asks) return;
+    row.cells.viewers.textContent = String(n);
+    row.cells.viewers.title = `${n} ${n === 1 ? 'person looks' : 'people look'} at ${sku} now`;
+    row.tr.dataset.viewers = String(n);
+  }, () => {}); // asked again at the next join, leave or resubscribe
+}
 
 async function main() {
-  const products = await fetchProducts();
+  let products = await fetchProducts();
+  if (only.length > 0) products = products.filter((p) => only.includes(p.sku));
   rows.replaceChildren();
   const topics = products.map((p) => {
     const row = makeRow(p);
@@ -167,6 +194,13 @@ async function main() {
       },
       onSubscribed(info) {
         if (info.resumed && info.recovered) noteLater('Resumed %s from their last positions, nothing lost', p.sku, 'ok');
+        countViewers(row, p.topic, p.sku);
+      },
+      onJoin() {
+        countViewers(row, p.topic, p.sku);
+      },
+      onLeave() {
+        countViewers(row, p.topic, p.sku);
       },
       onError(err) {
         log(`${p.sku}: ${err.message}`, 'warn');
@@ -174,7 +208,7 @@ async function main() {
     };
   });
   document.getElementById('transport').textContent = transport === 'sse' ? 'Server-Sent Events' : 'WebSocket';
-  const client = connect(transport === 'sse' ? 'sse' : 'ws', {
+  client = connect(transport === 'sse' ? 'sse' : 'ws', {
     transport,
     topics,
     backoffMin: 500,
