@@ -370,8 +370,8 @@ type ServerSubscribeOptions struct {
 // subscriptions, by a subscribe of its own, which the authorizer judges.
 //
 // Server code decides: the authorizer is not asked. Only sessions whose
-// transport can carry the frames are subscribed (WebSocket; not SSE and
-// gRPC, whose streams have fixed topics). A session already subscribed to
+// transport can carry the frames are subscribed (WebSocket and gRPC
+// Connect; not SSE and gRPC Subscribe, whose streams have fixed topics). A session already subscribed to
 // the topic keeps its subscription and gets no frame. A session at its
 // [HubOptions.MaxSubscriptions] is not subscribed: the failure, as that of
 // a session whose backplane read fails, is reported to the Observer as
@@ -393,8 +393,9 @@ func (h *Hub) Subscribe(ctx context.Context, principalID, topic string, opts *Se
 // Unsubscribe ends the subscriptions of every session of the principal
 // whose ID is principalID to topic, on every node, whoever made them: each
 // receives an unsubscribed frame, after which no message of the topic
-// comes. Sessions whose transport cannot carry the frame (SSE, gRPC) are
-// not touched: [Hub.Disconnect] ends those. It fails as [Hub.Subscribe].
+// comes. Sessions whose transport cannot carry the frame (SSE, gRPC
+// Subscribe) are not touched: [Hub.Disconnect] ends those. It fails as
+// [Hub.Subscribe].
 func (h *Hub) Unsubscribe(ctx context.Context, principalID, topic string) error {
 	return h.control(ctx, controlMsg{Op: opUnsubscribe, Principal: principalID, Topic: topic})
 }

@@ -67,7 +67,7 @@ func (s *Server) subscribe(ctx context.Context, req *fanoutv1.SubscribeRequest, 
 	for i, sub := range req.Subscriptions {
 		topics[i] = sub.Topic
 	}
-	s.attach(st, topics)
+	s.attach(st, topics, false)
 	s.hub.ObserveHandshake("grpc", start, nil)
 	for _, sub := range req.Subscriptions {
 		if !sess.Allow() {
@@ -98,7 +98,7 @@ func (s *Server) connect(ctx context.Context, stream commandStream, hc *httpCall
 		return s.refuse(start, err)
 	}
 	st := s.newStream(sess, stream.Send, hc)
-	s.attach(st, nil)
+	s.attach(st, nil, true)
 	s.hub.ObserveHandshake("grpc", start, nil)
 
 	cmdCtx, cancel := context.WithCancel(ctx)
@@ -172,6 +172,12 @@ func command(ctx context.Context, sess *fanout.Session, c *fanoutv1.Command) {
 		err = sess.Publish(ctx, id, topic, p.GetData(), publishOptions(p.GetKey(), p.GetIdempotencyKey(), p.GetHeaders())...)
 	case *fanoutv1.Command_Ping:
 		sess.Reply(fanout.Reply{ID: id})
+	case *fanoutv1.Command_Presence:
+		topic = cmd.Presence.GetTopic()
+		err = sess.Presence(ctx, fanout.PresenceRequest{ID: id, Topic: topic})
+	case *fanoutv1.Command_PresenceCount:
+		topic = cmd.PresenceCount.GetTopic()
+		err = sess.Presence(ctx, fanout.PresenceRequest{ID: id, Topic: topic, Count: true})
 	case *fanoutv1.Command_Refresh:
 		// Refresh answers either way; the stream goes on.
 		sess.Refresh(ctx, id, &fanout.Credentials{Token: cmd.Refresh.GetToken(), Transport: "grpc"})

@@ -23,6 +23,10 @@ func FuzzCommand(f *testing.F) {
 		{Id: "5", Command: &fanoutv1.Command_Publish{Publish: &fanoutv1.PublishRequest{Topic: "t", Key: "k", IdempotencyKey: "i", Headers: map[string]string{"a": "b"}}}},
 		{Id: "6", Command: &fanoutv1.Command_Ping{Ping: &fanoutv1.Ping{}}},
 		{Id: "7"},
+		presenceCmd("8", "t", false),
+		presenceCmd("9", "t", true),
+		{Id: "10", Command: &fanoutv1.Command_Presence{}},
+		{Id: "11", Command: &fanoutv1.Command_PresenceCount{PresenceCount: &fanoutv1.PresenceRequest{Topic: "a b"}}},
 	} {
 		b, err := proto.Marshal(c)
 		if err != nil {

@@ -59,6 +59,19 @@
 // does not end that way, as its client may subscribe again at any time: it
 // sees the final message's "fanout-final" header and unsubscribes.
 //
+// # Presence and server-side subscriptions
+//
+// Subscribe and Connect streams receive join and leave frames
+// (Frame.join, Frame.leave) for topics whose [fanout.TopicOptions] enable
+// JoinLeave, in order with the topic's messages, as the other transports
+// do. Connect takes the presence and presence_count commands, answered by
+// a reply whose presence or count is set ([fanout.Session.Presence]), and
+// carries server-side subscriptions: [fanout.Hub.Subscribe] sends its
+// streams a subscribed frame (then the snapshot, when asked, and the
+// topic's messages), [fanout.Hub.Unsubscribe] an unsubscribed frame.
+// Subscribe streams have fixed topics: server-side subscriptions leave
+// them alone, and [fanout.Hub.Disconnect] ends both kinds.
+//
 // A stream ends with a close frame followed by the call's status, which
 // tells the client what to do: codes.Unavailable when the hub shuts down
 // (reconnect, to another server, and resume), codes.ResourceExhausted for a

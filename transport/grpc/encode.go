@@ -1,6 +1,7 @@
 package fanoutgrpc
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -93,11 +94,21 @@ func appendFrame(b []byte, f fanout.Frame) ([]byte, error) {
 		return appendMarshal(b, &fanoutv1.Frame{Frame: &fanoutv1.Frame_Expiry{Expiry: &fanoutv1.Expiry{
 			ExpiresAt: timestamppb.New(f.Expiry.ExpiresAt),
 		}}})
-	case fanout.FrameJoin, fanout.FrameLeave:
-		// The gRPC protocol has no join or leave frame yet: a gRPC
-		// client learns of presence with Hub.Presence through the
-		// application.
-		return b, nil
+	case fanout.FrameJoin:
+		return appendMarshal(b, &fanoutv1.Frame{Frame: &fanoutv1.Frame_Join{Join: presenceEvent(f.Event)}})
+	case fanout.FrameLeave:
+		return appendMarshal(b, &fanoutv1.Frame{Frame: &fanoutv1.Frame_Leave{Leave: presenceEvent(f.Event)}})
+	case fanout.FrameSubscribed:
+		r := f.Reply
+		sub := &fanoutv1.Subscribed{Topic: validUTF8(r.Topic), Snapshot: r.Snapshot}
+		if r.Position != nil {
+			sub.Position = position(*r.Position)
+		}
+		return appendMarshal(b, &fanoutv1.Frame{Frame: &fanoutv1.Frame_Subscribed{Subscribed: sub}})
+	case fanout.FrameUnsubscribed:
+		return appendMarshal(b, &fanoutv1.Frame{Frame: &fanoutv1.Frame_Unsubscribed{Unsubscribed: &fanoutv1.Unsubscribed{
+			Topic: validUTF8(f.Reply.Topic),
+		}}})
 	}
 	return b, fmt.Errorf("fanoutgrpc: unknown frame type %d", f.Type)
 }
@@ -163,7 +174,34 @@ func reply(r *fanout.Reply) *fanoutv1.Reply {
 	if !r.ExpiresAt.IsZero() {
 		pr.ExpiresAt = timestamppb.New(r.ExpiresAt)
 	}
+	if r.Presence != nil {
+		// Set even when empty, so that the reply says "no one" rather
+		// than nothing, as the JSON protocol's "presence":[] does.
+		pr.Presence = &fanoutv1.Presence{Clients: make([]*fanoutv1.ClientInfo, len(r.Presence))}
+		for i := range r.Presence {
+			pr.Presence.Clients[i] = clientInfo(&r.Presence[i])
+		}
+	}
+	if r.Count != nil {
+		n := uint64(max(*r.Count, 0))
+		pr.Count = &n
+	}
 	return pr
+}
+
+func presenceEvent(e *fanout.PresenceEvent) *fanoutv1.PresenceEvent {
+	return &fanoutv1.PresenceEvent{Topic: validUTF8(e.Topic), Client: clientInfo(&e.Client)}
+}
+
+// clientInfo converts c; its info, JSON that the hub bounded by
+// [fanout.MaxClientInfo], travels as text, left out when it is not valid
+// JSON, as the JSON protocol leaves it out.
+func clientInfo(c *fanout.ClientInfo) *fanoutv1.ClientInfo {
+	pc := &fanoutv1.ClientInfo{Principal: validUTF8(c.Principal), Session: validUTF8(c.Session)}
+	if len(c.Info) > 0 && json.Valid(c.Info) {
+		pc.Info = validUTF8(string(c.Info))
+	}
+	return pc
 }
 
 func position(p fanout.Position) *fanoutv1.Position {
@@ -179,6 +217,13 @@ func frameSize(f fanout.Frame) int {
 		n := len(f.Snapshot.Topic) + len(f.Snapshot.Position.Epoch) + 48
 		for _, m := range f.Snapshot.Items {
 			n += len(m.Encode(protobuf)) + 8
+		}
+		return n
+	case fanout.FrameReply:
+		n := 256
+		for i := range f.Reply.Presence {
+			c := &f.Reply.Presence[i]
+			n += len(c.Principal) + len(c.Session) + len(c.Info) + 16
 		}
 		return n
 	}

@@ -16,7 +16,7 @@ var Protobuf = protobuf
 // RunWriter attaches a stream to sess and waits until it ends.
 func RunWriter(ctx context.Context, s *Server, sess *fanout.Session, send func(*fanoutv1.Frames) error) error {
 	st := s.newStream(sess, send, nil)
-	s.attach(st, nil)
+	s.attach(st, nil, false)
 	return st.wait(ctx)
 }
 

@@ -55,9 +55,17 @@ func (s *Server) newStream(sess *fanout.Session, send func(*fanoutv1.Frames) err
 	return st
 }
 
-// attach hands the stream to the session's writer.
-func (s *Server) attach(st *stream, endAfterFinal []string) {
-	st.sess.Attach(st, &fanout.ConnOptions{Heartbeat: s.opts.Heartbeat, EndAfterFinal: endAfterFinal, Transport: "grpc"})
+// attach hands the stream to the session's writer. A Connect stream
+// carries server-side subscriptions (serverSubs): its client takes
+// subscribed and unsubscribed frames, and may unsubscribe as usual; a
+// Subscribe stream's topics are those of its request.
+func (s *Server) attach(st *stream, endAfterFinal []string, serverSubs bool) {
+	st.sess.Attach(st, &fanout.ConnOptions{
+		Heartbeat:           s.opts.Heartbeat,
+		EndAfterFinal:       endAfterFinal,
+		Transport:           "grpc",
+		ServerSubscriptions: serverSubs,
+	})
 }
 
 // wait returns the call's status once the stream ended, or once the client

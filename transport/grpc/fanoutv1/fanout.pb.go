@@ -200,6 +200,8 @@ type Command struct {
 	//	*Command_Unsubscribe
 	//	*Command_Publish
 	//	*Command_Ping
+	//	*Command_Presence
+	//	*Command_PresenceCount
 	//	*Command_Refresh
 	Command       isCommand_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
@@ -286,6 +288,24 @@ func (x *Command) GetPing() *Ping {
 	return nil
 }
 
+func (x *Command) GetPresence() *PresenceRequest {
+	if x != nil {
+		if x, ok := x.Command.(*Command_Presence); ok {
+			return x.Presence
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPresenceCount() *PresenceRequest {
+	if x != nil {
+		if x, ok := x.Command.(*Command_PresenceCount); ok {
+			return x.PresenceCount
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetRefresh() *Refresh {
 	if x != nil {
 		if x, ok := x.Command.(*Command_Refresh); ok {
@@ -315,6 +335,18 @@ type Command_Ping struct {
 	Ping *Ping `protobuf:"bytes,5,opt,name=ping,proto3,oneof"`
 }
 
+type Command_Presence struct {
+	// presence asks who is subscribed to a topic: the reply carries
+	// presence.
+	Presence *PresenceRequest `protobuf:"bytes,6,opt,name=presence,proto3,oneof"`
+}
+
+type Command_PresenceCount struct {
+	// presence_count asks how many sessions are subscribed to a topic: the
+	// reply carries count.
+	PresenceCount *PresenceRequest `protobuf:"bytes,7,opt,name=presence_count,json=presenceCount,proto3,oneof"`
+}
+
 type Command_Refresh struct {
 	// refresh replaces the stream's credentials without reconnecting.
 	// (Numbers from 16 are the credentials'.)
@@ -328,6 +360,10 @@ func (*Command_Unsubscribe) isCommand_Command() {}
 func (*Command_Publish) isCommand_Command() {}
 
 func (*Command_Ping) isCommand_Command() {}
+
+func (*Command_Presence) isCommand_Command() {}
+
+func (*Command_PresenceCount) isCommand_Command() {}
 
 func (*Command_Refresh) isCommand_Command() {}
 
@@ -460,6 +496,53 @@ func (*Ping) Descriptor() ([]byte, []int) {
 	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{6}
 }
 
+// PresenceRequest names the topic of a presence or presence_count command.
+// The topic must keep presence (a server option) and the authorizer must
+// allow this client to read it.
+type PresenceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceRequest) Reset() {
+	*x = PresenceRequest{}
+	mi := &file_fanout_v1_fanout_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceRequest) ProtoMessage() {}
+
+func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fanout_v1_fanout_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
+func (*PresenceRequest) Descriptor() ([]byte, []int) {
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PresenceRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
 // PublishRequest publishes data to a topic.
 type PublishRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -480,7 +563,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[7]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +575,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[7]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +588,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{7}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PublishRequest) GetTopic() string {
@@ -553,7 +636,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[8]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -565,7 +648,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[8]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -578,7 +661,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{8}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PublishResponse) GetPosition() *Position {
@@ -598,7 +681,7 @@ type Frames struct {
 
 func (x *Frames) Reset() {
 	*x = Frames{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[9]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +693,7 @@ func (x *Frames) String() string {
 func (*Frames) ProtoMessage() {}
 
 func (x *Frames) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[9]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +706,7 @@ func (x *Frames) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frames.ProtoReflect.Descriptor instead.
 func (*Frames) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{9}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Frames) GetFrames() []*Frame {
@@ -642,6 +725,10 @@ type Frame struct {
 	//	*Frame_Message
 	//	*Frame_Snapshot
 	//	*Frame_Close
+	//	*Frame_Join
+	//	*Frame_Leave
+	//	*Frame_Subscribed
+	//	*Frame_Unsubscribed
 	//	*Frame_Expiry
 	Frame         isFrame_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
@@ -650,7 +737,7 @@ type Frame struct {
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[10]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +749,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[10]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +762,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{10}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Frame) GetFrame() isFrame_Frame {
@@ -721,6 +808,42 @@ func (x *Frame) GetClose() *Close {
 	return nil
 }
 
+func (x *Frame) GetJoin() *PresenceEvent {
+	if x != nil {
+		if x, ok := x.Frame.(*Frame_Join); ok {
+			return x.Join
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetLeave() *PresenceEvent {
+	if x != nil {
+		if x, ok := x.Frame.(*Frame_Leave); ok {
+			return x.Leave
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetSubscribed() *Subscribed {
+	if x != nil {
+		if x, ok := x.Frame.(*Frame_Subscribed); ok {
+			return x.Subscribed
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetUnsubscribed() *Unsubscribed {
+	if x != nil {
+		if x, ok := x.Frame.(*Frame_Unsubscribed); ok {
+			return x.Unsubscribed
+		}
+	}
+	return nil
+}
+
 func (x *Frame) GetExpiry() *Expiry {
 	if x != nil {
 		if x, ok := x.Frame.(*Frame_Expiry); ok {
@@ -750,6 +873,28 @@ type Frame_Close struct {
 	Close *Close `protobuf:"bytes,4,opt,name=close,proto3,oneof"`
 }
 
+type Frame_Join struct {
+	// join and leave say that a session subscribed to, or left, a topic
+	// whose server options enable join/leave. They take no position.
+	Join *PresenceEvent `protobuf:"bytes,5,opt,name=join,proto3,oneof"`
+}
+
+type Frame_Leave struct {
+	Leave *PresenceEvent `protobuf:"bytes,6,opt,name=leave,proto3,oneof"`
+}
+
+type Frame_Subscribed struct {
+	// subscribed starts a subscription that server code made (Connect
+	// only): the ok reply of a subscribe the client did not send.
+	Subscribed *Subscribed `protobuf:"bytes,7,opt,name=subscribed,proto3,oneof"`
+}
+
+type Frame_Unsubscribed struct {
+	// unsubscribed ends a subscription by the server's decision (Connect
+	// only): no message of the topic follows.
+	Unsubscribed *Unsubscribed `protobuf:"bytes,8,opt,name=unsubscribed,proto3,oneof"`
+}
+
 type Frame_Expiry struct {
 	// expiry is the first frame of a stream whose credentials expire.
 	Expiry *Expiry `protobuf:"bytes,16,opt,name=expiry,proto3,oneof"`
@@ -763,7 +908,243 @@ func (*Frame_Snapshot) isFrame_Frame() {}
 
 func (*Frame_Close) isFrame_Frame() {}
 
+func (*Frame_Join) isFrame_Frame() {}
+
+func (*Frame_Leave) isFrame_Frame() {}
+
+func (*Frame_Subscribed) isFrame_Frame() {}
+
+func (*Frame_Unsubscribed) isFrame_Frame() {}
+
 func (*Frame_Expiry) isFrame_Frame() {}
+
+// PresenceEvent is a join or a leave of a topic.
+type PresenceEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Client        *ClientInfo            `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceEvent) Reset() {
+	*x = PresenceEvent{}
+	mi := &file_fanout_v1_fanout_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceEvent) ProtoMessage() {}
+
+func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_fanout_v1_fanout_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceEvent.ProtoReflect.Descriptor instead.
+func (*PresenceEvent) Descriptor() ([]byte, []int) {
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PresenceEvent) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PresenceEvent) GetClient() *ClientInfo {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
+// ClientInfo is one subscriber of a topic, in presence replies and in join
+// and leave frames.
+type ClientInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal is the subscriber's principal id; empty for anonymous.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// session identifies the session across the cluster: the node's name, a
+	// colon and the session's number on that node.
+	Session string `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	// info is what the authenticator gave the principal, as JSON text (at
+	// most 1024 bytes); empty when it gave none.
+	Info          string `protobuf:"bytes,3,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientInfo) Reset() {
+	*x = ClientInfo{}
+	mi := &file_fanout_v1_fanout_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientInfo) ProtoMessage() {}
+
+func (x *ClientInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_fanout_v1_fanout_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
+func (*ClientInfo) Descriptor() ([]byte, []int) {
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ClientInfo) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetInfo() string {
+	if x != nil {
+		return x.Info
+	}
+	return ""
+}
+
+// Subscribed is a server-side subscription of a Connect stream.
+type Subscribed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// position is where live delivery continues.
+	Position *Position `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	// snapshot says that a snapshot frame of the topic follows.
+	Snapshot      bool `protobuf:"varint,3,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Subscribed) Reset() {
+	*x = Subscribed{}
+	mi := &file_fanout_v1_fanout_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Subscribed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Subscribed) ProtoMessage() {}
+
+func (x *Subscribed) ProtoReflect() protoreflect.Message {
+	mi := &file_fanout_v1_fanout_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
+func (*Subscribed) Descriptor() ([]byte, []int) {
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Subscribed) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *Subscribed) GetPosition() *Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *Subscribed) GetSnapshot() bool {
+	if x != nil {
+		return x.Snapshot
+	}
+	return false
+}
+
+// Unsubscribed ends a subscription of a Connect stream, whoever made it.
+type Unsubscribed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Unsubscribed) Reset() {
+	*x = Unsubscribed{}
+	mi := &file_fanout_v1_fanout_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Unsubscribed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Unsubscribed) ProtoMessage() {}
+
+func (x *Unsubscribed) ProtoReflect() protoreflect.Message {
+	mi := &file_fanout_v1_fanout_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Unsubscribed.ProtoReflect.Descriptor instead.
+func (*Unsubscribed) Descriptor() ([]byte, []int) {
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Unsubscribed) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
 
 // Expiry says when the stream's credentials expire: the stream then ends
 // with close 4002, unless a refresh replaced them before.
@@ -776,7 +1157,7 @@ type Expiry struct {
 
 func (x *Expiry) Reset() {
 	*x = Expiry{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[11]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +1169,7 @@ func (x *Expiry) String() string {
 func (*Expiry) ProtoMessage() {}
 
 func (x *Expiry) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[11]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +1182,7 @@ func (x *Expiry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expiry.ProtoReflect.Descriptor instead.
 func (*Expiry) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{11}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Expiry) GetExpiresAt() *timestamppb.Timestamp {
@@ -822,6 +1203,11 @@ type Reply struct {
 	Position *Position `protobuf:"bytes,4,opt,name=position,proto3" json:"position,omitempty"`
 	// recovered is set on replies to a subscription with since.
 	Recovered *bool `protobuf:"varint,5,opt,name=recovered,proto3,oneof" json:"recovered,omitempty"`
+	// presence is set on replies to presence: the topic's subscribers, at
+	// most the server's limit (1000 by default), in no order.
+	Presence *Presence `protobuf:"bytes,6,opt,name=presence,proto3" json:"presence,omitempty"`
+	// count is set on replies to presence_count.
+	Count *uint64 `protobuf:"varint,7,opt,name=count,proto3,oneof" json:"count,omitempty"`
 	// expires_at is set on replies to refresh: when the new credentials
 	// expire (unset: never).
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
@@ -831,7 +1217,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[12]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +1229,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[12]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +1242,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{12}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Reply) GetId() string {
@@ -894,9 +1280,68 @@ func (x *Reply) GetRecovered() bool {
 	return false
 }
 
+func (x *Reply) GetPresence() *Presence {
+	if x != nil {
+		return x.Presence
+	}
+	return nil
+}
+
+func (x *Reply) GetCount() uint64 {
+	if x != nil && x.Count != nil {
+		return *x.Count
+	}
+	return 0
+}
+
 func (x *Reply) GetExpiresAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ExpiresAt
+	}
+	return nil
+}
+
+// Presence is a topic's subscribers on every node.
+type Presence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clients       []*ClientInfo          `protobuf:"bytes,1,rep,name=clients,proto3" json:"clients,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Presence) Reset() {
+	*x = Presence{}
+	mi := &file_fanout_v1_fanout_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Presence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Presence) ProtoMessage() {}
+
+func (x *Presence) ProtoReflect() protoreflect.Message {
+	mi := &file_fanout_v1_fanout_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Presence.ProtoReflect.Descriptor instead.
+func (*Presence) Descriptor() ([]byte, []int) {
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Presence) GetClients() []*ClientInfo {
+	if x != nil {
+		return x.Clients
 	}
 	return nil
 }
@@ -913,7 +1358,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[13]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1370,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[13]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1383,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{13}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Error) GetCode() string {
@@ -971,7 +1416,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[14]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1428,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[14]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1441,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{14}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Message) GetTopic() string {
@@ -1061,7 +1506,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[15]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1518,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[15]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1531,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{15}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Snapshot) GetTopic() string {
@@ -1124,7 +1569,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_fanout_v1_fanout_proto_msgTypes[16]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1581,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_fanout_v1_fanout_proto_msgTypes[16]
+	mi := &file_fanout_v1_fanout_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1594,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{16}
+	return file_fanout_v1_fanout_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Close) GetCode() uint32 {
@@ -1186,20 +1631,24 @@ const file_fanout_v1_fanout_proto_rawDesc = "" +
 	"\x05since\x18\x02 \x01(\v2\x13.fanout.v1.PositionR\x05since\x12\x1a\n" +
 	"\bsnapshot\x18\x03 \x01(\bR\bsnapshot\"Q\n" +
 	"\x10SubscribeRequest\x12=\n" +
-	"\rsubscriptions\x18\x01 \x03(\v2\x17.fanout.v1.SubscriptionR\rsubscriptions\"\xa7\x02\n" +
+	"\rsubscriptions\x18\x01 \x03(\v2\x17.fanout.v1.SubscriptionR\rsubscriptions\"\xa6\x03\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x127\n" +
 	"\tsubscribe\x18\x02 \x01(\v2\x17.fanout.v1.SubscriptionH\x00R\tsubscribe\x12:\n" +
 	"\vunsubscribe\x18\x03 \x01(\v2\x16.fanout.v1.UnsubscribeH\x00R\vunsubscribe\x125\n" +
 	"\apublish\x18\x04 \x01(\v2\x19.fanout.v1.PublishRequestH\x00R\apublish\x12%\n" +
-	"\x04ping\x18\x05 \x01(\v2\x0f.fanout.v1.PingH\x00R\x04ping\x12.\n" +
+	"\x04ping\x18\x05 \x01(\v2\x0f.fanout.v1.PingH\x00R\x04ping\x128\n" +
+	"\bpresence\x18\x06 \x01(\v2\x1a.fanout.v1.PresenceRequestH\x00R\bpresence\x12C\n" +
+	"\x0epresence_count\x18\a \x01(\v2\x1a.fanout.v1.PresenceRequestH\x00R\rpresenceCount\x12.\n" +
 	"\arefresh\x18\x10 \x01(\v2\x12.fanout.v1.RefreshH\x00R\arefreshB\t\n" +
 	"\acommand\"\x1f\n" +
 	"\aRefresh\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"#\n" +
 	"\vUnsubscribe\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\"\x06\n" +
-	"\x04Ping\"\xf3\x01\n" +
+	"\x04Ping\"'\n" +
+	"\x0fPresenceRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\"\xf3\x01\n" +
 	"\x0ePublishRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x10\n" +
@@ -1212,27 +1661,53 @@ const file_fanout_v1_fanout_proto_rawDesc = "" +
 	"\x0fPublishResponse\x12/\n" +
 	"\bposition\x18\x01 \x01(\v2\x13.fanout.v1.PositionR\bposition\"2\n" +
 	"\x06Frames\x12(\n" +
-	"\x06frames\x18\x01 \x03(\v2\x10.fanout.v1.FrameR\x06frames\"\xf4\x01\n" +
+	"\x06frames\x18\x01 \x03(\v2\x10.fanout.v1.FrameR\x06frames\"\xce\x03\n" +
 	"\x05Frame\x12(\n" +
 	"\x05reply\x18\x01 \x01(\v2\x10.fanout.v1.ReplyH\x00R\x05reply\x12.\n" +
 	"\amessage\x18\x02 \x01(\v2\x12.fanout.v1.MessageH\x00R\amessage\x121\n" +
 	"\bsnapshot\x18\x03 \x01(\v2\x13.fanout.v1.SnapshotH\x00R\bsnapshot\x12(\n" +
-	"\x05close\x18\x04 \x01(\v2\x10.fanout.v1.CloseH\x00R\x05close\x12+\n" +
+	"\x05close\x18\x04 \x01(\v2\x10.fanout.v1.CloseH\x00R\x05close\x12.\n" +
+	"\x04join\x18\x05 \x01(\v2\x18.fanout.v1.PresenceEventH\x00R\x04join\x120\n" +
+	"\x05leave\x18\x06 \x01(\v2\x18.fanout.v1.PresenceEventH\x00R\x05leave\x127\n" +
+	"\n" +
+	"subscribed\x18\a \x01(\v2\x15.fanout.v1.SubscribedH\x00R\n" +
+	"subscribed\x12=\n" +
+	"\funsubscribed\x18\b \x01(\v2\x17.fanout.v1.UnsubscribedH\x00R\funsubscribed\x12+\n" +
 	"\x06expiry\x18\x10 \x01(\v2\x11.fanout.v1.ExpiryH\x00R\x06expiryB\a\n" +
-	"\x05frame\"C\n" +
+	"\x05frame\"T\n" +
+	"\rPresenceEvent\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12-\n" +
+	"\x06client\x18\x02 \x01(\v2\x15.fanout.v1.ClientInfoR\x06client\"X\n" +
+	"\n" +
+	"ClientInfo\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x18\n" +
+	"\asession\x18\x02 \x01(\tR\asession\x12\x12\n" +
+	"\x04info\x18\x03 \x01(\tR\x04info\"o\n" +
+	"\n" +
+	"Subscribed\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12/\n" +
+	"\bposition\x18\x02 \x01(\v2\x13.fanout.v1.PositionR\bposition\x12\x1a\n" +
+	"\bsnapshot\x18\x03 \x01(\bR\bsnapshot\"$\n" +
+	"\fUnsubscribed\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\"C\n" +
 	"\x06Expiry\x129\n" +
 	"\n" +
-	"expires_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xf2\x01\n" +
+	"expires_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xc8\x02\n" +
 	"\x05Reply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12&\n" +
 	"\x05error\x18\x03 \x01(\v2\x10.fanout.v1.ErrorR\x05error\x12/\n" +
 	"\bposition\x18\x04 \x01(\v2\x13.fanout.v1.PositionR\bposition\x12!\n" +
-	"\trecovered\x18\x05 \x01(\bH\x00R\trecovered\x88\x01\x01\x129\n" +
+	"\trecovered\x18\x05 \x01(\bH\x00R\trecovered\x88\x01\x01\x12/\n" +
+	"\bpresence\x18\x06 \x01(\v2\x13.fanout.v1.PresenceR\bpresence\x12\x19\n" +
+	"\x05count\x18\a \x01(\x04H\x01R\x05count\x88\x01\x01\x129\n" +
 	"\n" +
 	"expires_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAtB\f\n" +
 	"\n" +
-	"_recovered\"5\n" +
+	"_recoveredB\b\n" +
+	"\x06_count\";\n" +
+	"\bPresence\x12/\n" +
+	"\aclients\x18\x01 \x03(\v2\x15.fanout.v1.ClientInfoR\aclients\"5\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x94\x02\n" +
@@ -1273,7 +1748,7 @@ func file_fanout_v1_fanout_proto_rawDescGZIP() []byte {
 	return file_fanout_v1_fanout_proto_rawDescData
 }
 
-var file_fanout_v1_fanout_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_fanout_v1_fanout_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_fanout_v1_fanout_proto_goTypes = []any{
 	(*Position)(nil),              // 0: fanout.v1.Position
 	(*Subscription)(nil),          // 1: fanout.v1.Subscription
@@ -1282,55 +1757,71 @@ var file_fanout_v1_fanout_proto_goTypes = []any{
 	(*Refresh)(nil),               // 4: fanout.v1.Refresh
 	(*Unsubscribe)(nil),           // 5: fanout.v1.Unsubscribe
 	(*Ping)(nil),                  // 6: fanout.v1.Ping
-	(*PublishRequest)(nil),        // 7: fanout.v1.PublishRequest
-	(*PublishResponse)(nil),       // 8: fanout.v1.PublishResponse
-	(*Frames)(nil),                // 9: fanout.v1.Frames
-	(*Frame)(nil),                 // 10: fanout.v1.Frame
-	(*Expiry)(nil),                // 11: fanout.v1.Expiry
-	(*Reply)(nil),                 // 12: fanout.v1.Reply
-	(*Error)(nil),                 // 13: fanout.v1.Error
-	(*Message)(nil),               // 14: fanout.v1.Message
-	(*Snapshot)(nil),              // 15: fanout.v1.Snapshot
-	(*Close)(nil),                 // 16: fanout.v1.Close
-	nil,                           // 17: fanout.v1.PublishRequest.HeadersEntry
-	nil,                           // 18: fanout.v1.Message.HeadersEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*PresenceRequest)(nil),       // 7: fanout.v1.PresenceRequest
+	(*PublishRequest)(nil),        // 8: fanout.v1.PublishRequest
+	(*PublishResponse)(nil),       // 9: fanout.v1.PublishResponse
+	(*Frames)(nil),                // 10: fanout.v1.Frames
+	(*Frame)(nil),                 // 11: fanout.v1.Frame
+	(*PresenceEvent)(nil),         // 12: fanout.v1.PresenceEvent
+	(*ClientInfo)(nil),            // 13: fanout.v1.ClientInfo
+	(*Subscribed)(nil),            // 14: fanout.v1.Subscribed
+	(*Unsubscribed)(nil),          // 15: fanout.v1.Unsubscribed
+	(*Expiry)(nil),                // 16: fanout.v1.Expiry
+	(*Reply)(nil),                 // 17: fanout.v1.Reply
+	(*Presence)(nil),              // 18: fanout.v1.Presence
+	(*Error)(nil),                 // 19: fanout.v1.Error
+	(*Message)(nil),               // 20: fanout.v1.Message
+	(*Snapshot)(nil),              // 21: fanout.v1.Snapshot
+	(*Close)(nil),                 // 22: fanout.v1.Close
+	nil,                           // 23: fanout.v1.PublishRequest.HeadersEntry
+	nil,                           // 24: fanout.v1.Message.HeadersEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_fanout_v1_fanout_proto_depIdxs = []int32{
 	0,  // 0: fanout.v1.Subscription.since:type_name -> fanout.v1.Position
 	1,  // 1: fanout.v1.SubscribeRequest.subscriptions:type_name -> fanout.v1.Subscription
 	1,  // 2: fanout.v1.Command.subscribe:type_name -> fanout.v1.Subscription
 	5,  // 3: fanout.v1.Command.unsubscribe:type_name -> fanout.v1.Unsubscribe
-	7,  // 4: fanout.v1.Command.publish:type_name -> fanout.v1.PublishRequest
+	8,  // 4: fanout.v1.Command.publish:type_name -> fanout.v1.PublishRequest
 	6,  // 5: fanout.v1.Command.ping:type_name -> fanout.v1.Ping
-	4,  // 6: fanout.v1.Command.refresh:type_name -> fanout.v1.Refresh
-	17, // 7: fanout.v1.PublishRequest.headers:type_name -> fanout.v1.PublishRequest.HeadersEntry
-	0,  // 8: fanout.v1.PublishResponse.position:type_name -> fanout.v1.Position
-	10, // 9: fanout.v1.Frames.frames:type_name -> fanout.v1.Frame
-	12, // 10: fanout.v1.Frame.reply:type_name -> fanout.v1.Reply
-	14, // 11: fanout.v1.Frame.message:type_name -> fanout.v1.Message
-	15, // 12: fanout.v1.Frame.snapshot:type_name -> fanout.v1.Snapshot
-	16, // 13: fanout.v1.Frame.close:type_name -> fanout.v1.Close
-	11, // 14: fanout.v1.Frame.expiry:type_name -> fanout.v1.Expiry
-	19, // 15: fanout.v1.Expiry.expires_at:type_name -> google.protobuf.Timestamp
-	13, // 16: fanout.v1.Reply.error:type_name -> fanout.v1.Error
-	0,  // 17: fanout.v1.Reply.position:type_name -> fanout.v1.Position
-	19, // 18: fanout.v1.Reply.expires_at:type_name -> google.protobuf.Timestamp
-	19, // 19: fanout.v1.Message.time:type_name -> google.protobuf.Timestamp
-	18, // 20: fanout.v1.Message.headers:type_name -> fanout.v1.Message.HeadersEntry
-	0,  // 21: fanout.v1.Snapshot.position:type_name -> fanout.v1.Position
-	14, // 22: fanout.v1.Snapshot.items:type_name -> fanout.v1.Message
-	2,  // 23: fanout.v1.SubscribeService.Subscribe:input_type -> fanout.v1.SubscribeRequest
-	3,  // 24: fanout.v1.SubscribeService.Connect:input_type -> fanout.v1.Command
-	7,  // 25: fanout.v1.PublishService.Publish:input_type -> fanout.v1.PublishRequest
-	9,  // 26: fanout.v1.SubscribeService.Subscribe:output_type -> fanout.v1.Frames
-	9,  // 27: fanout.v1.SubscribeService.Connect:output_type -> fanout.v1.Frames
-	8,  // 28: fanout.v1.PublishService.Publish:output_type -> fanout.v1.PublishResponse
-	26, // [26:29] is the sub-list for method output_type
-	23, // [23:26] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	7,  // 6: fanout.v1.Command.presence:type_name -> fanout.v1.PresenceRequest
+	7,  // 7: fanout.v1.Command.presence_count:type_name -> fanout.v1.PresenceRequest
+	4,  // 8: fanout.v1.Command.refresh:type_name -> fanout.v1.Refresh
+	23, // 9: fanout.v1.PublishRequest.headers:type_name -> fanout.v1.PublishRequest.HeadersEntry
+	0,  // 10: fanout.v1.PublishResponse.position:type_name -> fanout.v1.Position
+	11, // 11: fanout.v1.Frames.frames:type_name -> fanout.v1.Frame
+	17, // 12: fanout.v1.Frame.reply:type_name -> fanout.v1.Reply
+	20, // 13: fanout.v1.Frame.message:type_name -> fanout.v1.Message
+	21, // 14: fanout.v1.Frame.snapshot:type_name -> fanout.v1.Snapshot
+	22, // 15: fanout.v1.Frame.close:type_name -> fanout.v1.Close
+	12, // 16: fanout.v1.Frame.join:type_name -> fanout.v1.PresenceEvent
+	12, // 17: fanout.v1.Frame.leave:type_name -> fanout.v1.PresenceEvent
+	14, // 18: fanout.v1.Frame.subscribed:type_name -> fanout.v1.Subscribed
+	15, // 19: fanout.v1.Frame.unsubscribed:type_name -> fanout.v1.Unsubscribed
+	16, // 20: fanout.v1.Frame.expiry:type_name -> fanout.v1.Expiry
+	13, // 21: fanout.v1.PresenceEvent.client:type_name -> fanout.v1.ClientInfo
+	0,  // 22: fanout.v1.Subscribed.position:type_name -> fanout.v1.Position
+	25, // 23: fanout.v1.Expiry.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 24: fanout.v1.Reply.error:type_name -> fanout.v1.Error
+	0,  // 25: fanout.v1.Reply.position:type_name -> fanout.v1.Position
+	18, // 26: fanout.v1.Reply.presence:type_name -> fanout.v1.Presence
+	25, // 27: fanout.v1.Reply.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 28: fanout.v1.Presence.clients:type_name -> fanout.v1.ClientInfo
+	25, // 29: fanout.v1.Message.time:type_name -> google.protobuf.Timestamp
+	24, // 30: fanout.v1.Message.headers:type_name -> fanout.v1.Message.HeadersEntry
+	0,  // 31: fanout.v1.Snapshot.position:type_name -> fanout.v1.Position
+	20, // 32: fanout.v1.Snapshot.items:type_name -> fanout.v1.Message
+	2,  // 33: fanout.v1.SubscribeService.Subscribe:input_type -> fanout.v1.SubscribeRequest
+	3,  // 34: fanout.v1.SubscribeService.Connect:input_type -> fanout.v1.Command
+	8,  // 35: fanout.v1.PublishService.Publish:input_type -> fanout.v1.PublishRequest
+	10, // 36: fanout.v1.SubscribeService.Subscribe:output_type -> fanout.v1.Frames
+	10, // 37: fanout.v1.SubscribeService.Connect:output_type -> fanout.v1.Frames
+	9,  // 38: fanout.v1.PublishService.Publish:output_type -> fanout.v1.PublishResponse
+	36, // [36:39] is the sub-list for method output_type
+	33, // [33:36] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_fanout_v1_fanout_proto_init() }
@@ -1343,23 +1834,29 @@ func file_fanout_v1_fanout_proto_init() {
 		(*Command_Unsubscribe)(nil),
 		(*Command_Publish)(nil),
 		(*Command_Ping)(nil),
+		(*Command_Presence)(nil),
+		(*Command_PresenceCount)(nil),
 		(*Command_Refresh)(nil),
 	}
-	file_fanout_v1_fanout_proto_msgTypes[10].OneofWrappers = []any{
+	file_fanout_v1_fanout_proto_msgTypes[11].OneofWrappers = []any{
 		(*Frame_Reply)(nil),
 		(*Frame_Message)(nil),
 		(*Frame_Snapshot)(nil),
 		(*Frame_Close)(nil),
+		(*Frame_Join)(nil),
+		(*Frame_Leave)(nil),
+		(*Frame_Subscribed)(nil),
+		(*Frame_Unsubscribed)(nil),
 		(*Frame_Expiry)(nil),
 	}
-	file_fanout_v1_fanout_proto_msgTypes[12].OneofWrappers = []any{}
+	file_fanout_v1_fanout_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fanout_v1_fanout_proto_rawDesc), len(file_fanout_v1_fanout_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

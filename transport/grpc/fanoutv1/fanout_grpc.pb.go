@@ -38,8 +38,10 @@ type SubscribeServiceClient interface {
 	// close frame and a status that says why. It is the call for gRPC-Web.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Frames], error)
 	// Connect is a session driven by commands: the client subscribes,
-	// unsubscribes, publishes and pings at any time, and every command is
-	// answered by a reply frame carrying its id.
+	// unsubscribes, publishes, pings and reads presence at any time, and
+	// every command is answered by a reply frame carrying its id. Server code
+	// may subscribe and unsubscribe it too (server-side subscriptions): the
+	// subscribed and unsubscribed frames say so.
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Command, Frames], error)
 }
 
@@ -95,8 +97,10 @@ type SubscribeServiceServer interface {
 	// close frame and a status that says why. It is the call for gRPC-Web.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[Frames]) error
 	// Connect is a session driven by commands: the client subscribes,
-	// unsubscribes, publishes and pings at any time, and every command is
-	// answered by a reply frame carrying its id.
+	// unsubscribes, publishes, pings and reads presence at any time, and
+	// every command is answered by a reply frame carrying its id. Server code
+	// may subscribe and unsubscribe it too (server-side subscriptions): the
+	// subscribed and unsubscribed frames say so.
 	Connect(grpc.BidiStreamingServer[Command, Frames]) error
 	mustEmbedUnimplementedSubscribeServiceServer()
 }

@@ -56,8 +56,10 @@ type SubscribeServiceClient interface {
 	// close frame and a status that says why. It is the call for gRPC-Web.
 	Subscribe(context.Context, *connect.Request[fanoutv1.SubscribeRequest]) (*connect.ServerStreamForClient[fanoutv1.Frames], error)
 	// Connect is a session driven by commands: the client subscribes,
-	// unsubscribes, publishes and pings at any time, and every command is
-	// answered by a reply frame carrying its id.
+	// unsubscribes, publishes, pings and reads presence at any time, and
+	// every command is answered by a reply frame carrying its id. Server code
+	// may subscribe and unsubscribe it too (server-side subscriptions): the
+	// subscribed and unsubscribed frames say so.
 	Connect(context.Context) *connect.BidiStreamForClient[fanoutv1.Command, fanoutv1.Frames]
 }
 
@@ -111,8 +113,10 @@ type SubscribeServiceHandler interface {
 	// close frame and a status that says why. It is the call for gRPC-Web.
 	Subscribe(context.Context, *connect.Request[fanoutv1.SubscribeRequest], *connect.ServerStream[fanoutv1.Frames]) error
 	// Connect is a session driven by commands: the client subscribes,
-	// unsubscribes, publishes and pings at any time, and every command is
-	// answered by a reply frame carrying its id.
+	// unsubscribes, publishes, pings and reads presence at any time, and
+	// every command is answered by a reply frame carrying its id. Server code
+	// may subscribe and unsubscribe it too (server-side subscriptions): the
+	// subscribed and unsubscribed frames say so.
 	Connect(context.Context, *connect.BidiStream[fanoutv1.Command, fanoutv1.Frames]) error
 }
 

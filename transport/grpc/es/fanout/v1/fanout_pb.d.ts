@@ -132,6 +132,24 @@ export declare type Command = Message$1<"fanout.v1.Command"> & {
     case: "ping";
   } | {
     /**
+     * presence asks who is subscribed to a topic: the reply carries
+     * presence.
+     *
+     * @generated from field: fanout.v1.PresenceRequest presence = 6;
+     */
+    value: PresenceRequest;
+    case: "presence";
+  } | {
+    /**
+     * presence_count asks how many sessions are subscribed to a topic: the
+     * reply carries count.
+     *
+     * @generated from field: fanout.v1.PresenceRequest presence_count = 7;
+     */
+    value: PresenceRequest;
+    case: "presenceCount";
+  } | {
+    /**
      * refresh replaces the stream's credentials without reconnecting.
      * (Numbers from 16 are the credentials'.)
      *
@@ -199,6 +217,26 @@ export declare type Ping = Message$1<"fanout.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export declare const PingSchema: GenMessage<Ping>;
+
+/**
+ * PresenceRequest names the topic of a presence or presence_count command.
+ * The topic must keep presence (a server option) and the authorizer must
+ * allow this client to read it.
+ *
+ * @generated from message fanout.v1.PresenceRequest
+ */
+export declare type PresenceRequest = Message$1<"fanout.v1.PresenceRequest"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+};
+
+/**
+ * Describes the message fanout.v1.PresenceRequest.
+ * Use `create(PresenceRequestSchema)` to create a new message.
+ */
+export declare const PresenceRequestSchema: GenMessage<PresenceRequest>;
 
 /**
  * PublishRequest publishes data to a topic.
@@ -319,6 +357,39 @@ export declare type Frame = Message$1<"fanout.v1.Frame"> & {
     case: "close";
   } | {
     /**
+     * join and leave say that a session subscribed to, or left, a topic
+     * whose server options enable join/leave. They take no position.
+     *
+     * @generated from field: fanout.v1.PresenceEvent join = 5;
+     */
+    value: PresenceEvent;
+    case: "join";
+  } | {
+    /**
+     * @generated from field: fanout.v1.PresenceEvent leave = 6;
+     */
+    value: PresenceEvent;
+    case: "leave";
+  } | {
+    /**
+     * subscribed starts a subscription that server code made (Connect
+     * only): the ok reply of a subscribe the client did not send.
+     *
+     * @generated from field: fanout.v1.Subscribed subscribed = 7;
+     */
+    value: Subscribed;
+    case: "subscribed";
+  } | {
+    /**
+     * unsubscribed ends a subscription by the server's decision (Connect
+     * only): no message of the topic follows.
+     *
+     * @generated from field: fanout.v1.Unsubscribed unsubscribed = 8;
+     */
+    value: Unsubscribed;
+    case: "unsubscribed";
+  } | {
+    /**
      * expiry is the first frame of a stream whose credentials expire.
      *
      * @generated from field: fanout.v1.Expiry expiry = 16;
@@ -333,6 +404,116 @@ export declare type Frame = Message$1<"fanout.v1.Frame"> & {
  * Use `create(FrameSchema)` to create a new message.
  */
 export declare const FrameSchema: GenMessage<Frame>;
+
+/**
+ * PresenceEvent is a join or a leave of a topic.
+ *
+ * @generated from message fanout.v1.PresenceEvent
+ */
+export declare type PresenceEvent = Message$1<"fanout.v1.PresenceEvent"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: fanout.v1.ClientInfo client = 2;
+   */
+  client?: ClientInfo | undefined;
+};
+
+/**
+ * Describes the message fanout.v1.PresenceEvent.
+ * Use `create(PresenceEventSchema)` to create a new message.
+ */
+export declare const PresenceEventSchema: GenMessage<PresenceEvent>;
+
+/**
+ * ClientInfo is one subscriber of a topic, in presence replies and in join
+ * and leave frames.
+ *
+ * @generated from message fanout.v1.ClientInfo
+ */
+export declare type ClientInfo = Message$1<"fanout.v1.ClientInfo"> & {
+  /**
+   * principal is the subscriber's principal id; empty for anonymous.
+   *
+   * @generated from field: string principal = 1;
+   */
+  principal: string;
+
+  /**
+   * session identifies the session across the cluster: the node's name, a
+   * colon and the session's number on that node.
+   *
+   * @generated from field: string session = 2;
+   */
+  session: string;
+
+  /**
+   * info is what the authenticator gave the principal, as JSON text (at
+   * most 1024 bytes); empty when it gave none.
+   *
+   * @generated from field: string info = 3;
+   */
+  info: string;
+};
+
+/**
+ * Describes the message fanout.v1.ClientInfo.
+ * Use `create(ClientInfoSchema)` to create a new message.
+ */
+export declare const ClientInfoSchema: GenMessage<ClientInfo>;
+
+/**
+ * Subscribed is a server-side subscription of a Connect stream.
+ *
+ * @generated from message fanout.v1.Subscribed
+ */
+export declare type Subscribed = Message$1<"fanout.v1.Subscribed"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * position is where live delivery continues.
+   *
+   * @generated from field: fanout.v1.Position position = 2;
+   */
+  position?: Position | undefined;
+
+  /**
+   * snapshot says that a snapshot frame of the topic follows.
+   *
+   * @generated from field: bool snapshot = 3;
+   */
+  snapshot: boolean;
+};
+
+/**
+ * Describes the message fanout.v1.Subscribed.
+ * Use `create(SubscribedSchema)` to create a new message.
+ */
+export declare const SubscribedSchema: GenMessage<Subscribed>;
+
+/**
+ * Unsubscribed ends a subscription of a Connect stream, whoever made it.
+ *
+ * @generated from message fanout.v1.Unsubscribed
+ */
+export declare type Unsubscribed = Message$1<"fanout.v1.Unsubscribed"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+};
+
+/**
+ * Describes the message fanout.v1.Unsubscribed.
+ * Use `create(UnsubscribedSchema)` to create a new message.
+ */
+export declare const UnsubscribedSchema: GenMessage<Unsubscribed>;
 
 /**
  * Expiry says when the stream's credentials expire: the stream then ends
@@ -391,6 +572,21 @@ export declare type Reply = Message$1<"fanout.v1.Reply"> & {
   recovered?: boolean | undefined;
 
   /**
+   * presence is set on replies to presence: the topic's subscribers, at
+   * most the server's limit (1000 by default), in no order.
+   *
+   * @generated from field: fanout.v1.Presence presence = 6;
+   */
+  presence?: Presence | undefined;
+
+  /**
+   * count is set on replies to presence_count.
+   *
+   * @generated from field: optional uint64 count = 7;
+   */
+  count?: bigint | undefined;
+
+  /**
    * expires_at is set on replies to refresh: when the new credentials
    * expire (unset: never).
    *
@@ -404,6 +600,24 @@ export declare type Reply = Message$1<"fanout.v1.Reply"> & {
  * Use `create(ReplySchema)` to create a new message.
  */
 export declare const ReplySchema: GenMessage<Reply>;
+
+/**
+ * Presence is a topic's subscribers on every node.
+ *
+ * @generated from message fanout.v1.Presence
+ */
+export declare type Presence = Message$1<"fanout.v1.Presence"> & {
+  /**
+   * @generated from field: repeated fanout.v1.ClientInfo clients = 1;
+   */
+  clients: ClientInfo[];
+};
+
+/**
+ * Describes the message fanout.v1.Presence.
+ * Use `create(PresenceSchema)` to create a new message.
+ */
+export declare const PresenceSchema: GenMessage<Presence>;
 
 /**
  * Error says why a command failed.
@@ -560,8 +774,10 @@ export declare const SubscribeService: GenService<{
   },
   /**
    * Connect is a session driven by commands: the client subscribes,
-   * unsubscribes, publishes and pings at any time, and every command is
-   * answered by a reply frame carrying its id.
+   * unsubscribes, publishes, pings and reads presence at any time, and
+   * every command is answered by a reply frame carrying its id. Server code
+   * may subscribe and unsubscribe it too (server-side subscriptions): the
+   * subscribed and unsubscribed frames say so.
    *
    * @generated from rpc fanout.v1.SubscribeService.Connect
    */

@@ -12,7 +12,7 @@ import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
  * Describes the file fanout/v1/fanout.proto.
  */
 export const file_fanout_v1_fanout = /*@__PURE__*/
-  fileDesc("ChZmYW5vdXQvdjEvZmFub3V0LnByb3RvEglmYW5vdXQudjEiJgoIUG9zaXRpb24SDQoFZXBvY2gYASABKAkSCwoDc2VxGAIgASgEIlMKDFN1YnNjcmlwdGlvbhINCgV0b3BpYxgBIAEoCRIiCgVzaW5jZRgCIAEoCzITLmZhbm91dC52MS5Qb3NpdGlvbhIQCghzbmFwc2hvdBgDIAEoCCJCChBTdWJzY3JpYmVSZXF1ZXN0Ei4KDXN1YnNjcmlwdGlvbnMYASADKAsyFy5mYW5vdXQudjEuU3Vic2NyaXB0aW9uIvMBCgdDb21tYW5kEgoKAmlkGAEgASgJEiwKCXN1YnNjcmliZRgCIAEoCzIXLmZhbm91dC52MS5TdWJzY3JpcHRpb25IABItCgt1bnN1YnNjcmliZRgDIAEoCzIWLmZhbm91dC52MS5VbnN1YnNjcmliZUgAEiwKB3B1Ymxpc2gYBCABKAsyGS5mYW5vdXQudjEuUHVibGlzaFJlcXVlc3RIABIfCgRwaW5nGAUgASgLMg8uZmFub3V0LnYxLlBpbmdIABIlCgdyZWZyZXNoGBAgASgLMhIuZmFub3V0LnYxLlJlZnJlc2hIAEIJCgdjb21tYW5kIhgKB1JlZnJlc2gSDQoFdG9rZW4YASABKAkiHAoLVW5zdWJzY3JpYmUSDQoFdG9waWMYASABKAkiBgoEUGluZyK8AQoOUHVibGlzaFJlcXVlc3QSDQoFdG9waWMYASABKAkSDAoEZGF0YRgCIAEoDBILCgNrZXkYAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEjcKB2hlYWRlcnMYBSADKAsyJi5mYW5vdXQudjEuUHVibGlzaFJlcXVlc3QuSGVhZGVyc0VudHJ5Gi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjgKD1B1Ymxpc2hSZXNwb25zZRIlCghwb3NpdGlvbhgBIAEoCzITLmZhbm91dC52MS5Qb3NpdGlvbiIqCgZGcmFtZXMSIAoGZnJhbWVzGAEgAygLMhAuZmFub3V0LnYxLkZyYW1lIssBCgVGcmFtZRIhCgVyZXBseRgBIAEoCzIQLmZhbm91dC52MS5SZXBseUgAEiUKB21lc3NhZ2UYAiABKAsyEi5mYW5vdXQudjEuTWVzc2FnZUgAEicKCHNuYXBzaG90GAMgASgLMhMuZmFub3V0LnYxLlNuYXBzaG90SAASIQoFY2xvc2UYBCABKAsyEC5mYW5vdXQudjEuQ2xvc2VIABIjCgZleHBpcnkYECABKAsyES5mYW5vdXQudjEuRXhwaXJ5SABCBwoFZnJhbWUiOAoGRXhwaXJ5Ei4KCmV4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsABCgVSZXBseRIKCgJpZBgBIAEoCRINCgV0b3BpYxgCIAEoCRIfCgVlcnJvchgDIAEoCzIQLmZhbm91dC52MS5FcnJvchIlCghwb3NpdGlvbhgEIAEoCzITLmZhbm91dC52MS5Qb3NpdGlvbhIWCglyZWNvdmVyZWQYBSABKAhIAIgBARIuCgpleHBpcmVzX2F0GBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIMCgpfcmVjb3ZlcmVkIiYKBUVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSLbAQoHTWVzc2FnZRINCgV0b3BpYxgBIAEoCRINCgVlcG9jaBgCIAEoCRILCgNzZXEYAyABKAQSCwoDa2V5GAQgASgJEgwKBGRhdGEYBSABKAwSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoHaGVhZGVycxgHIAMoCzIfLmZhbm91dC52MS5NZXNzYWdlLkhlYWRlcnNFbnRyeRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJjCghTbmFwc2hvdBINCgV0b3BpYxgBIAEoCRIlCghwb3NpdGlvbhgCIAEoCzITLmZhbm91dC52MS5Qb3NpdGlvbhIhCgVpdGVtcxgDIAMoCzISLmZhbm91dC52MS5NZXNzYWdlIjgKBUNsb3NlEgwKBGNvZGUYASABKA0SDgoGcmVhc29uGAIgASgJEhEKCXJlY29ubmVjdBgDIAEoCDKHAQoQU3Vic2NyaWJlU2VydmljZRI9CglTdWJzY3JpYmUSGy5mYW5vdXQudjEuU3Vic2NyaWJlUmVxdWVzdBoRLmZhbm91dC52MS5GcmFtZXMwARI0CgdDb25uZWN0EhIuZmFub3V0LnYxLkNvbW1hbmQaES5mYW5vdXQudjEuRnJhbWVzKAEwATJSCg5QdWJsaXNoU2VydmljZRJACgdQdWJsaXNoEhkuZmFub3V0LnYxLlB1Ymxpc2hSZXF1ZXN0GhouZmFub3V0LnYxLlB1Ymxpc2hSZXNwb25zZUI9WjtnaXRodWIuY29tL2dvZmFub3V0L2Zhbm91dC90cmFuc3BvcnQvZ3JwYy9mYW5vdXR2MTtmYW5vdXR2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChZmYW5vdXQvdjEvZmFub3V0LnByb3RvEglmYW5vdXQudjEiJgoIUG9zaXRpb24SDQoFZXBvY2gYASABKAkSCwoDc2VxGAIgASgEIlMKDFN1YnNjcmlwdGlvbhINCgV0b3BpYxgBIAEoCRIiCgVzaW5jZRgCIAEoCzITLmZhbm91dC52MS5Qb3NpdGlvbhIQCghzbmFwc2hvdBgDIAEoCCJCChBTdWJzY3JpYmVSZXF1ZXN0Ei4KDXN1YnNjcmlwdGlvbnMYASADKAsyFy5mYW5vdXQudjEuU3Vic2NyaXB0aW9uItkCCgdDb21tYW5kEgoKAmlkGAEgASgJEiwKCXN1YnNjcmliZRgCIAEoCzIXLmZhbm91dC52MS5TdWJzY3JpcHRpb25IABItCgt1bnN1YnNjcmliZRgDIAEoCzIWLmZhbm91dC52MS5VbnN1YnNjcmliZUgAEiwKB3B1Ymxpc2gYBCABKAsyGS5mYW5vdXQudjEuUHVibGlzaFJlcXVlc3RIABIfCgRwaW5nGAUgASgLMg8uZmFub3V0LnYxLlBpbmdIABIuCghwcmVzZW5jZRgGIAEoCzIaLmZhbm91dC52MS5QcmVzZW5jZVJlcXVlc3RIABI0Cg5wcmVzZW5jZV9jb3VudBgHIAEoCzIaLmZhbm91dC52MS5QcmVzZW5jZVJlcXVlc3RIABIlCgdyZWZyZXNoGBAgASgLMhIuZmFub3V0LnYxLlJlZnJlc2hIAEIJCgdjb21tYW5kIhgKB1JlZnJlc2gSDQoFdG9rZW4YASABKAkiHAoLVW5zdWJzY3JpYmUSDQoFdG9waWMYASABKAkiBgoEUGluZyIgCg9QcmVzZW5jZVJlcXVlc3QSDQoFdG9waWMYASABKAkivAEKDlB1Ymxpc2hSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEgwKBGRhdGEYAiABKAwSCwoDa2V5GAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRI3CgdoZWFkZXJzGAUgAygLMiYuZmFub3V0LnYxLlB1Ymxpc2hSZXF1ZXN0LkhlYWRlcnNFbnRyeRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI4Cg9QdWJsaXNoUmVzcG9uc2USJQoIcG9zaXRpb24YASABKAsyEy5mYW5vdXQudjEuUG9zaXRpb24iKgoGRnJhbWVzEiAKBmZyYW1lcxgBIAMoCzIQLmZhbm91dC52MS5GcmFtZSL+AgoFRnJhbWUSIQoFcmVwbHkYASABKAsyEC5mYW5vdXQudjEuUmVwbHlIABIlCgdtZXNzYWdlGAIgASgLMhIuZmFub3V0LnYxLk1lc3NhZ2VIABInCghzbmFwc2hvdBgDIAEoCzITLmZhbm91dC52MS5TbmFwc2hvdEgAEiEKBWNsb3NlGAQgASgLMhAuZmFub3V0LnYxLkNsb3NlSAASKAoEam9pbhgFIAEoCzIYLmZhbm91dC52MS5QcmVzZW5jZUV2ZW50SAASKQoFbGVhdmUYBiABKAsyGC5mYW5vdXQudjEuUHJlc2VuY2VFdmVudEgAEisKCnN1YnNjcmliZWQYByABKAsyFS5mYW5vdXQudjEuU3Vic2NyaWJlZEgAEi8KDHVuc3Vic2NyaWJlZBgIIAEoCzIXLmZhbm91dC52MS5VbnN1YnNjcmliZWRIABIjCgZleHBpcnkYECABKAsyES5mYW5vdXQudjEuRXhwaXJ5SABCBwoFZnJhbWUiRQoNUHJlc2VuY2VFdmVudBINCgV0b3BpYxgBIAEoCRIlCgZjbGllbnQYAiABKAsyFS5mYW5vdXQudjEuQ2xpZW50SW5mbyI+CgpDbGllbnRJbmZvEhEKCXByaW5jaXBhbBgBIAEoCRIPCgdzZXNzaW9uGAIgASgJEgwKBGluZm8YAyABKAkiVAoKU3Vic2NyaWJlZBINCgV0b3BpYxgBIAEoCRIlCghwb3NpdGlvbhgCIAEoCzITLmZhbm91dC52MS5Qb3NpdGlvbhIQCghzbmFwc2hvdBgDIAEoCCIdCgxVbnN1YnNjcmliZWQSDQoFdG9waWMYASABKAkiOAoGRXhwaXJ5Ei4KCmV4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoUCCgVSZXBseRIKCgJpZBgBIAEoCRINCgV0b3BpYxgCIAEoCRIfCgVlcnJvchgDIAEoCzIQLmZhbm91dC52MS5FcnJvchIlCghwb3NpdGlvbhgEIAEoCzITLmZhbm91dC52MS5Qb3NpdGlvbhIWCglyZWNvdmVyZWQYBSABKAhIAIgBARIlCghwcmVzZW5jZRgGIAEoCzITLmZhbm91dC52MS5QcmVzZW5jZRISCgVjb3VudBgHIAEoBEgBiAEBEi4KCmV4cGlyZXNfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgwKCl9yZWNvdmVyZWRCCAoGX2NvdW50IjIKCFByZXNlbmNlEiYKB2NsaWVudHMYASADKAsyFS5mYW5vdXQudjEuQ2xpZW50SW5mbyImCgVFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAki2wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSDQoFZXBvY2gYAiABKAkSCwoDc2VxGAMgASgEEgsKA2tleRgEIAEoCRIMCgRkYXRhGAUgASgMEigKBHRpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKB2hlYWRlcnMYByADKAsyHy5mYW5vdXQudjEuTWVzc2FnZS5IZWFkZXJzRW50cnkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiYwoIU25hcHNob3QSDQoFdG9waWMYASABKAkSJQoIcG9zaXRpb24YAiABKAsyEy5mYW5vdXQudjEuUG9zaXRpb24SIQoFaXRlbXMYAyADKAsyEi5mYW5vdXQudjEuTWVzc2FnZSI4CgVDbG9zZRIMCgRjb2RlGAEgASgNEg4KBnJlYXNvbhgCIAEoCRIRCglyZWNvbm5lY3QYAyABKAgyhwEKEFN1YnNjcmliZVNlcnZpY2USPQoJU3Vic2NyaWJlEhsuZmFub3V0LnYxLlN1YnNjcmliZVJlcXVlc3QaES5mYW5vdXQudjEuRnJhbWVzMAESNAoHQ29ubmVjdBISLmZhbm91dC52MS5Db21tYW5kGhEuZmFub3V0LnYxLkZyYW1lcygBMAEyUgoOUHVibGlzaFNlcnZpY2USQAoHUHVibGlzaBIZLmZhbm91dC52MS5QdWJsaXNoUmVxdWVzdBoaLmZhbm91dC52MS5QdWJsaXNoUmVzcG9uc2VCPVo7Z2l0aHViLmNvbS9nb2Zhbm91dC9mYW5vdXQvdHJhbnNwb3J0L2dycGMvZmFub3V0djE7ZmFub3V0djFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Describes the message fanout.v1.Position.
@@ -64,74 +64,116 @@ export const PingSchema = /*@__PURE__*/
   messageDesc(file_fanout_v1_fanout, 6);
 
 /**
+ * Describes the message fanout.v1.PresenceRequest.
+ * Use `create(PresenceRequestSchema)` to create a new message.
+ */
+export const PresenceRequestSchema = /*@__PURE__*/
+  messageDesc(file_fanout_v1_fanout, 7);
+
+/**
  * Describes the message fanout.v1.PublishRequest.
  * Use `create(PublishRequestSchema)` to create a new message.
  */
 export const PublishRequestSchema = /*@__PURE__*/
-  messageDesc(file_fanout_v1_fanout, 7);
+  messageDesc(file_fanout_v1_fanout, 8);
 
 /**
  * Describes the message fanout.v1.PublishResponse.
  * Use `create(PublishResponseSchema)` to create a new message.
  */
 export const PublishResponseSchema = /*@__PURE__*/
-  messageDesc(file_fanout_v1_fanout, 8);
+  messageDesc(file_fanout_v1_fanout, 9);
 
 /**
  * Describes the message fanout.v1.Frames.
  * Use `create(FramesSchema)` to create a new message.
  */
 export const FramesSchema = /*@__PURE__*/
-  messageDesc(file_fanout_v1_fanout, 9);
+  messageDesc(file_fanout_v1_fanout, 10);
 
 /**
  * Describes the message fanout.v1.Frame.
  * Use `create(FrameSchema)` to create a new message.
  */
 export const FrameSchema = /*@__PURE__*/
-  messageDesc(file_fanout_v1_fanout, 10);
+  messageDesc(file_fanout_v1_fanout, 11);
+
+/**
+ * Describes the message fanout.v1.PresenceEvent.
+ * Use `create(PresenceEventSchema)` to create a new message.
+ */
+export const PresenceEventSchema = /*@__PURE__*/
+  messageDesc(file_fanout_v1_fanout, 12);
+
+/**
+ * Describes the message fanout.v1.ClientInfo.
+ * Use `create(ClientInfoSchema)` to create a new message.
+ */
+export const ClientInfoSchema = /*@__PURE__*/
+  messageDesc(file_fanout_v1_fanout, 13);
+
+/**
+ * Describes the message fanout.v1.Subscribed.
+ * Use `create(SubscribedSchema)` to create a new message.
+ */
+export const SubscribedSchema = /*@__PURE__*/
+  messageDesc(file_fanout_v1_fanout, 14);
+
+/**
+ * Describes the message fanout.v1.Unsubscribed.
+ * Use `create(UnsubscribedSchema)` to create a new message.
+ */
+export const UnsubscribedSchema = /*@__PURE__*/
+  messageDesc(file_fanout_v1_fanout, 15);
 
 /**
  * Describes the message fanout.v1.Expiry.
  * Use `create(ExpirySchema)` to create a new message.
  */
 export const ExpirySchema = /*@__PURE__*/
-  messageDesc(file_fanout_v1_fanout, 11);
+  messageDesc(file_fanout_v1_fanout, 16);
 
 /**
  * Describes the message fanout.v1.Reply.
  * Use `create(ReplySchema)` to create a new message.
  */
 export const ReplySchema = /*@__PURE__*/
-  messageDesc(file_fanout_v1_fanout, 12);
+  messageDesc(file_fanout_v1_fanout, 17);
+
+/**
+ * Describes the message fanout.v1.Presence.
+ * Use `create(PresenceSchema)` to create a new message.
+ */
+export const PresenceSchema = /*@__PURE__*/
+  messageDesc(file_fanout_v1_fanout, 18);
 
 /**
  * Describes the message fanout.v1.Error.
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema = /*@__PURE__*/
-  messageDesc(file_fanout_v1_fanout, 13);
+  messageDesc(file_fanout_v1_fanout, 19);
 
 /**
  * Describes the message fanout.v1.Message.
  * Use `create(MessageSchema)` to create a new message.
  */
 export const MessageSchema = /*@__PURE__*/
-  messageDesc(file_fanout_v1_fanout, 14);
+  messageDesc(file_fanout_v1_fanout, 20);
 
 /**
  * Describes the message fanout.v1.Snapshot.
  * Use `create(SnapshotSchema)` to create a new message.
  */
 export const SnapshotSchema = /*@__PURE__*/
-  messageDesc(file_fanout_v1_fanout, 15);
+  messageDesc(file_fanout_v1_fanout, 21);
 
 /**
  * Describes the message fanout.v1.Close.
  * Use `create(CloseSchema)` to create a new message.
  */
 export const CloseSchema = /*@__PURE__*/
-  messageDesc(file_fanout_v1_fanout, 16);
+  messageDesc(file_fanout_v1_fanout, 22);
 
 /**
  * SubscribeService delivers topics to clients.
