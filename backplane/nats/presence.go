@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/periodic"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -43,10 +44,8 @@ type presenceState struct {
 	mu      sync.Mutex
 	stream  jetstream.Stream             // S_PRES, once made
 	topics  map[string]map[string][]byte // topic -> session -> entry
-	started bool
 	closed  bool
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	refresh periodic.Loop // rewrites the node's entries
 }
 
 func (b *Backplane) presenceTTL() time.Duration {
@@ -281,31 +280,11 @@ func livePresence(topic string, msg *nats.Msg, r fanout.Receiver) bool {
 // startRefreshLocked starts the goroutine that writes the node's entries
 // again, once. b.pres.mu must be held.
 func (b *Backplane) startRefreshLocked() {
-	p := &b.pres
-	if p.started {
-		return
-	}
-	p.started = true
-	stop := make(chan struct{})
-	p.stop = stop
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(b.presenceTTL() / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				b.refreshPresence(stop)
-			}
-		}
-	}()
+	b.pres.refresh.Start(b.presenceTTL()/3, b.refreshPresence)
 }
 
 // refreshPresence writes the node's entries again.
-func (b *Backplane) refreshPresence(stop chan struct{}) {
+func (b *Backplane) refreshPresence(stop <-chan struct{}) {
 	type entry struct {
 		subj string
 		enc  []byte
@@ -343,14 +322,10 @@ func (b *Backplane) closePresence() {
 	p.closed = true
 	topics := p.topics
 	p.topics = nil
-	stop := p.stop
-	p.stop = nil
+	wait := p.refresh.Stop()
 	s := p.stream
 	p.mu.Unlock()
-	if stop != nil {
-		close(stop)
-		p.wg.Wait()
-	}
+	wait()
 	if s == nil || len(topics) == 0 || b.nc.Status() != nats.CONNECTED {
 		return
 	}

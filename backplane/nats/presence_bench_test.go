@@ -1,44 +1,13 @@
 package nats_test
 
 import (
-	"context"
-	"fmt"
 	"testing"
 
-	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/backplane/backplanetest"
 )
 
-// BenchmarkPresence measures Presence (every entry) and PresenceCount on a
-// topic of 10,000 entries.
+// BenchmarkPresence measures Presence and PresenceCount on a topic of
+// 10,000 entries (see backplanetest.BenchmarkPresence).
 func BenchmarkPresence(b *testing.B) {
-	const entries = 10000
-	c := newCluster(b, nil)
-	n := c.node()
-	if err := n.Open(discard{}); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { n.Close() })
-	ctx := context.Background()
-	for i := range entries {
-		ci := fanout.ClientInfo{Principal: fmt.Sprintf("user-%d", i), Session: fmt.Sprintf("node:%d", i), Info: []byte(`{"name":"a user"}`)}
-		if err := n.AddPresence(ctx, "room", ci); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.Run("presence", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if l, err := n.Presence(ctx, "room", entries); err != nil || len(l) != entries {
-				b.Fatalf("%d entries, %v", len(l), err)
-			}
-		}
-	})
-	b.Run("count", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if k, err := n.PresenceCount(ctx, "room"); err != nil || k != entries {
-				b.Fatalf("%d, %v", k, err)
-			}
-		}
-	})
+	backplanetest.BenchmarkPresence(b, newCluster(b, nil).node())
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gofanout/fanout"
+	"github.com/gofanout/fanout/internal/periodic"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -48,10 +49,8 @@ const presenceChunk = 500
 type presenceState struct {
 	mu      sync.Mutex
 	topics  map[string]map[string]string // topic -> session -> entry JSON
-	started bool
-	closed  bool // closePresence ran: nothing is added or refreshed
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	closed  bool                         // closePresence ran: nothing is added or refreshed
+	refresh periodic.Loop                // rewrites the node's entries
 }
 
 func (b *Backplane) presenceTTL() time.Duration {
@@ -269,27 +268,7 @@ func (b *Backplane) deliverPresence(topic, payload string, recv fanout.Receiver)
 // startRefreshLocked starts the goroutine that refreshes the node's
 // entries, once. b.pres.mu must be held.
 func (b *Backplane) startRefreshLocked() {
-	p := &b.pres
-	if p.started {
-		return
-	}
-	p.started = true
-	stop := make(chan struct{})
-	p.stop = stop
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(b.presenceTTL() / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				b.refreshPresence()
-			}
-		}
-	}()
+	b.pres.refresh.Start(b.presenceTTL()/3, func(<-chan struct{}) { b.refreshPresence() })
 }
 
 // refreshPresence writes the node's entries again, with a new expiry.
@@ -329,13 +308,9 @@ func (b *Backplane) closePresence() {
 	p.closed = true
 	topics := p.topics
 	p.topics = nil
-	stop := p.stop
-	p.stop = nil
+	wait := p.refresh.Stop()
 	p.mu.Unlock()
-	if stop != nil {
-		close(stop)
-		p.wg.Wait()
-	}
+	wait()
 	if len(topics) == 0 {
 		return
 	}
