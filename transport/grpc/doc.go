@@ -76,7 +76,10 @@
 // tells the client what to do: codes.Unavailable when the hub shuts down
 // (reconnect, to another server, and resume), codes.ResourceExhausted for a
 // slow consumer or too many commands, codes.Aborted when the server lost
-// track of a topic (reconnect and resume), OK for a normal end. Every status
+// track of a topic (reconnect and resume), codes.PermissionDenied when
+// server code disconnected the user (4007, and the application's codes from
+// 4500) and codes.Aborted for the application's codes below 4500
+// (reconnect and resume), OK for a normal end. Every status
 // carries a google.rpc.ErrorInfo (domain "fanout") whose reason is the
 // protocol's error code in upper case, or SESSION_CLOSED with the close
 // code as metadata.

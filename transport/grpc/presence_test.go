@@ -9,6 +9,8 @@ import (
 
 	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/transport/grpc/fanoutv1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // servers are the two servers of the calls: grpc.Server, and Server.Handler
@@ -295,6 +297,9 @@ func TestConnectServerSubscriptions(t *testing.T) {
 				c, err := f.end(t)
 				if c.Code != uint32(fanout.CloseDisconnected) || c.Reconnect {
 					t.Fatalf("got close %v, want 4007 without reconnect", c)
+				}
+				if status.Code(err) != codes.PermissionDenied {
+					t.Fatalf("got status %v, want PermissionDenied", err)
 				}
 				if reason, md := errorInfo(t, err); reason != "SESSION_CLOSED" || md["close_code"] != "4007" || md["reconnect"] != "false" {
 					t.Fatalf("got status %v, want SESSION_CLOSED with close code 4007", err)

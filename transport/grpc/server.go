@@ -158,6 +158,7 @@ var closeCodes = map[fanout.CloseCode]codes.Code{
 	fanout.CloseRateLimited:  codes.ResourceExhausted,
 	fanout.CloseResync:       codes.Aborted,
 	fanout.CloseTimeout:      codes.DeadlineExceeded,
+	fanout.CloseDisconnected: codes.PermissionDenied,
 }
 
 // closeStatus is the status that ends a stream after the close frame c. Its
@@ -165,7 +166,13 @@ var closeCodes = map[fanout.CloseCode]codes.Code{
 // reconnect hint as metadata, for clients that see only the status.
 func closeStatus(c *fanout.CloseFrame) error {
 	code, ok := closeCodes[c.Code]
-	if !ok {
+	switch {
+	case ok:
+	case c.Code >= fanout.CloseAppMin && c.Code <= fanout.CloseAppMax && c.Reconnect:
+		code = codes.Aborted // the application's: reconnect and resume
+	case c.Code >= fanout.CloseAppMin && c.Code <= fanout.CloseAppMax:
+		code = codes.PermissionDenied // the application's: stay away
+	default:
 		code = codes.Unknown
 	}
 	if code == codes.OK {
