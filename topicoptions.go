@@ -115,8 +115,8 @@ var (
 // authorize applies the topic's permission for a, then the authorizer.
 func (h *Hub) authorize(ctx context.Context, p Principal, topic string, a Action) error {
 	var pm Permit
-	if topic != "" && h.opts.TopicOptions != nil {
-		o := h.opts.TopicOptions(topic)
+	if topic != "" {
+		o := h.topicOptions(topic)
 		switch a {
 		case ActionSubscribe:
 			pm = o.Subscribe

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,26 +11,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gofanout/fanout"
 	"github.com/gofanout/fanout/internal/loadtest"
 	"github.com/gofanout/fanout/transport/sse"
-)
-
-// everydayFor is how long each load of BenchmarkEveryday publishes. At 0
-// (the default, for `-benchtime=1x` runs that only check that the benchmark
-// works) each load runs for one second with a tenth of its subscribers.
-var (
-	everydayFor     = flag.Duration("fanout.everyday", 0, "how long each load of BenchmarkEveryday publishes, with the full number of subscribers")
-	everydayLoads   = flag.String("fanout.everydayloads", loadtest.DefaultLoads, "the loads of BenchmarkEveryday: subscribers x messages per second, comma-separated")
-	everydayProfile = flag.String("fanout.everydayprofile", "", "write a CPU profile of BenchmarkEveryday's publishing to this file")
 )
 
 // Environment of the client process.
@@ -51,17 +39,7 @@ const (
 //
 //	go test -run '^$' -bench BenchmarkEveryday -benchtime 1x ./transport/sse -fanout.everyday 20s
 func BenchmarkEveryday(b *testing.B) {
-	for _, l := range loadtest.Loads(b, *everydayLoads) {
-		subs, d := l.Subs, *everydayFor
-		if d <= 0 {
-			subs, d = max(subs/10, 1), time.Second
-		}
-		b.Run(fmt.Sprintf("subs=%d/rate=%d", subs, l.Rate), func(b *testing.B) {
-			for range b.N {
-				benchEveryday(b, subs, l.Rate, int(d.Seconds()*float64(l.Rate)))
-			}
-		})
-	}
+	loadtest.RunEveryday(b, benchEveryday)
 }
 
 func benchEveryday(b *testing.B, subs, rate, msgs int) {
@@ -101,58 +79,10 @@ func benchEveryday(b *testing.B, subs, rate, msgs int) {
 		b.Fatalf("client process: got %q (%v), want ready", line, err)
 	}
 
-	if *everydayProfile != "" {
-		f, err := os.Create(fmt.Sprintf("%s.%d-%d", *everydayProfile, subs, rate))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
-	ctx := context.Background()
-	var ru0, ru1 syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	err = loadtest.Pace(rate, msgs, func(int) error {
-		_, err := hub.Publish(ctx, "bench", loadtest.Stamp(time.Now()))
+	loadtest.Drive(b, cmd, out, stdin, subs, rate, msgs, "", func(payload []byte) error {
+		_, err := hub.Publish(context.Background(), "bench", payload)
 		return err
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	lines := make(chan string, 1)
-	go func() {
-		line, _ := out.ReadString('\n')
-		lines <- line
-	}()
-	var line string
-	select {
-	case line = <-lines:
-	case <-time.After(10 * time.Second):
-		stdin.Close() // the client process reports what arrived
-		line = <-lines
-	}
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	if err := cmd.Wait(); err != nil {
-		b.Fatalf("client process: %v", err)
-	}
-	r, err := loadtest.ParseResult(line)
-	if err != nil {
-		b.Fatal(err)
-	}
-	server := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
-	cru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	client := time.Duration(cru.Utime.Nano() + cru.Stime.Nano())
-	mdel := float64(max(r.Received, 1)) / 1e6
-	b.ReportMetric(float64(r.P50)/1e3, "p50-ms")
-	b.ReportMetric(float64(r.P99)/1e3, "p99-ms")
-	b.ReportMetric(float64(r.P999)/1e3, "p99.9-ms")
-	b.ReportMetric(float64(r.Max)/1e3, "max-ms")
-	b.ReportMetric(server.Seconds()/mdel, "server-cpu-s/Mdelivery")
-	b.ReportMetric(client.Seconds()/mdel, "client-cpu-s/Mdelivery")
-	if want := int64(subs) * int64(msgs); r.Received != want || r.Closed != 0 {
-		b.Errorf("got %d deliveries of %d, %d streams ended early", r.Received, want, r.Closed)
-	}
 }
 
 // runClientProcess is the child process of BenchmarkEveryday: it opens

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gofanout/fanout/internal/loadtest"
 )
 
 // Sizes of the large benchmarks. Their defaults keep `go test -bench .
@@ -240,11 +242,6 @@ func BenchmarkIdleConnections(b *testing.B) {
 	}
 }
 
-// cpuTime returns the user and system CPU time of rusage.
-func cpuTime(ru *syscall.Rusage) time.Duration {
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkFlood connects subscribers from a client process, publishes
 // messages of 64 bytes to their topic as fast as one publisher can, with
 // the default hub and handler options, and checks that every subscriber
@@ -278,8 +275,8 @@ func BenchmarkFlood(b *testing.B) {
 		}
 		elapsed := time.Since(start)
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-		server := cpuTime(&ru1) - cpuTime(&ru0)
-		client := cpuTime(cmd.ProcessState.SysUsage().(*syscall.Rusage))
+		server := loadtest.CPUTime(&ru1) - loadtest.CPUTime(&ru0)
+		client := loadtest.CPUTime(cmd.ProcessState.SysUsage().(*syscall.Rusage))
 
 		var received, messages, closed int64
 		var codes string
