@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -43,6 +44,14 @@ func (ts *testServer) dialUser(t *testing.T, token string) <-chan *fanoutclient.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	// Dial returns once the upgrade is done, which may be before the
+	// server registered the session: a server-side subscribe made then
+	// would not find it. Any reply to a command, even a refusal, comes
+	// after the registration.
+	var se *fanoutclient.ServerError
+	if _, err := c.Subscribe(bounded(t), "saga.registered", nil); err != nil && !errors.As(err, &se) {
+		t.Fatalf("subscribe after dial: %v", err)
+	}
 	return subs
 }
 
