@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,13 +32,22 @@ import (
 // other clients). It reads Redis's run_id on the connection once, when it
 // opens: a connection never outlives the Redis process it
 // was opened to, so every script sent on it runs in that process, and the
-// script need not read the run_id itself (see publishScript). A sender
-// whose connection fails drops it and sends the batch again on a new one,
-// up to the client's MaxRetries times; every copy carries the same retry
-// or idempotency ID, so a publish is stored once. With any other client (a
-// ClusterClient, a Ring), a batch is one client.Pipelined call, which
-// go-redis splits by node, redirects and retries itself; the script then
-// reads the run_id.
+// script need not read the run_id itself (see publishScript).
+//
+// Each such connection has a log in Redis, {prefix}:sender:<random>, a
+// list that the publish script appends each publish's reply to before it
+// writes anything, and only while the log exists (see publishScript). A
+// sender whose connection fails while replies are outstanding drops it,
+// and on a new connection first takes the old log away (recoverScript):
+// the publishes it holds ran, and get their replies from it; those it
+// does not hold never will run, since a copy that reaches Redis later
+// finds no log and stops, so they are sent again as new. A publish is
+// thus stored once without a record per publish beyond its batch, and
+// is sent up to the client's MaxRetries times more. With any other client
+// (a ClusterClient, a Ring), a batch is one client.Pipelined call, which
+// go-redis splits by node, redirects and retries itself; each publish
+// then carries a retry ID (see publishScript), and the script reads the
+// run_id.
 const (
 	maxBatch     = 64
 	maxPipelines = 2
@@ -44,6 +55,9 @@ const (
 	// it (Redis hangs, or cannot keep up), a publish fails at once with
 	// ErrUnavailable.
 	maxQueued = 16384
+	// logTTL is how long a sender's log outlives the sender's last
+	// batch: far longer than a connection's failure takes to handle.
+	logTTL = time.Hour
 )
 
 // publishReq is one queued publish.
@@ -53,6 +67,11 @@ type publishReq struct {
 	args publishArgs
 	// sent counts the attempts to send it.
 	sent int
+	// log and n name the entry of a log that the publish was sent with
+	// on a connection that failed before its reply came: log is "" when
+	// the publish has not run (or it was answered).
+	log  string
+	n    int64
 	done chan publishRes // capacity 1
 }
 
@@ -64,6 +83,7 @@ type publishRes struct {
 // batcher queues publishes and runs their senders.
 type batcher struct {
 	client goredis.UniversalClient
+	prefix string // of the senders' logs
 	// single is client when it is a *goredis.Client: senders own
 	// connections and read the run_id once per connection.
 	single *goredis.Client
@@ -84,8 +104,8 @@ type batcher struct {
 	wg      sync.WaitGroup // senders
 }
 
-func newBatcher(c goredis.UniversalClient) *batcher {
-	q := &batcher{client: c, pipelines: maxPipelines, maxQueued: maxQueued, minWait: 8 * time.Millisecond, maxWait: 512 * time.Millisecond}
+func newBatcher(c goredis.UniversalClient, prefix string) *batcher {
+	q := &batcher{client: c, prefix: prefix, pipelines: maxPipelines, maxQueued: maxQueued, minWait: 8 * time.Millisecond, maxWait: 512 * time.Millisecond}
 	if single, ok := c.(*goredis.Client); ok && single.Options().PoolSize/4 > 0 {
 		q.single = single
 		q.pipelines = min(maxPipelines, single.Options().PoolSize/4)
@@ -143,8 +163,17 @@ func (q *batcher) close() {
 	q.conns = nil
 	q.mu.Unlock()
 	for _, c := range conns {
-		c.conn.Close()
+		c.drop()
 	}
+}
+
+// drop deletes the connection's log, which holds nothing that a caller
+// waits for, and closes the connection.
+func (sc *senderConn) drop() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	sc.conn.Del(ctx, sc.log)
+	sc.conn.Close()
 }
 
 // take removes the next batch from the queue, answering the publishes
@@ -214,7 +243,7 @@ func (q *batcher) send() {
 			}
 			q.mu.Unlock()
 			if sc != nil {
-				sc.conn.Close()
+				sc.drop()
 			}
 			return
 		}
@@ -242,10 +271,12 @@ func (q *batcher) idleConn() *senderConn {
 }
 
 // senderConn is a connection that a sender owns, with the run_id of the
-// Redis process it is connected to.
+// Redis process it is connected to, and its log.
 type senderConn struct {
 	conn  *goredis.Conn
 	runID string
+	log   string
+	next  int64 // the number of the last publish logged
 }
 
 // batchContext returns a context for a pipeline that carries batch: it
@@ -268,8 +299,8 @@ func batchContext(batch []*publishReq) (context.Context, context.CancelFunc) {
 	return context.WithDeadline(context.Background(), latest)
 }
 
-// open opens a connection for a sender: it reads the run_id and loads the
-// publish script on it.
+// open opens a connection for a sender: it reads the run_id, loads the
+// publish script and makes the connection's log.
 func (q *batcher) open(ctx context.Context) (*senderConn, error) {
 	if !q.warm.Load() {
 		// A connection of a client.Conn sets the client's options up
@@ -283,9 +314,12 @@ func (q *batcher) open(ctx context.Context) (*senderConn, error) {
 	}
 	conn := q.single.Conn()
 	var info *goredis.StringCmd
+	log := "{" + q.prefix + "}:sender:" + strconv.FormatUint(rand.Uint64(), 36)
 	_, err := conn.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		info = p.Info(ctx, "server")
 		p.ScriptLoad(ctx, publishSource) // not Script.Load, which takes the hash of a reply not yet read
+		p.RPush(ctx, log, "log")
+		p.PExpire(ctx, log, logTTL)
 		return nil
 	})
 	if err != nil {
@@ -298,7 +332,58 @@ func (q *batcher) open(ctx context.Context) (*senderConn, error) {
 		conn.Close()
 		return nil, errors.New("INFO server has no run_id")
 	}
-	return &senderConn{conn: conn, runID: text[at+7 : at+7+40]}, nil
+	return &senderConn{conn: conn, runID: text[at+7 : at+7+40], log: log}, nil
+}
+
+// recover answers the publishes of batch that ran on a connection that
+// failed, from that connection's log, which it takes away on sc; it
+// returns the others, none of which has run or will. A log that is gone
+// (Redis lost it with the data it described) held nothing that remains.
+func (q *batcher) recover(ctx context.Context, sc *senderConn, batch []*publishReq) ([]*publishReq, error) {
+	ran := make(map[string]map[int64][]any)
+	for _, r := range batch {
+		if r.log == "" || ran[r.log] != nil {
+			continue
+		}
+		entries, err := recoverScript.Run(ctx, sc.conn, []string{r.log}).StringSlice()
+		if err != nil {
+			return batch, err
+		}
+		byN := make(map[int64][]any, len(entries))
+		for _, e := range entries {
+			n, created, pos, err := parseLogEntry(e)
+			if err != nil {
+				return batch, err
+			}
+			byN[n] = []any{created, pos}
+		}
+		ran[r.log] = byN
+	}
+	rest := batch[:0]
+	for _, r := range batch {
+		if r.log != "" {
+			reply, ok := ran[r.log][r.n]
+			r.log = ""
+			if ok {
+				r.done <- publishRes{reply: reply}
+				continue
+			}
+		}
+		rest = append(rest, r)
+	}
+	return rest, nil
+}
+
+// parseLogEntry parses an entry of a sender's log: "n created epoch seq".
+func parseLogEntry(e string) (n, created int64, pos string, err error) {
+	nText, rest, ok1 := strings.Cut(e, " ")
+	createdText, pos, ok2 := strings.Cut(rest, " ")
+	n, err1 := strconv.ParseInt(nText, 10, 64)
+	created, err2 := strconv.ParseInt(createdText, 10, 64)
+	if !ok1 || !ok2 || err1 != nil || err2 != nil {
+		return 0, 0, "", fmt.Errorf("malformed entry %q in a sender's log", e)
+	}
+	return n, created, pos, nil
 }
 
 // sendOn sends batch on sc (a new connection when sc is nil) and answers
@@ -317,10 +402,23 @@ func (q *batcher) sendOn(sc *senderConn, batch []*publishReq) *senderConn {
 			return nil
 		}
 	}
-	for _, r := range batch {
+	if batch, err := q.recover(ctx, sc, batch); err != nil {
+		sc.conn.Close()
+		q.retry(batch, err)
+		return nil
+	} else if len(batch) == 0 {
+		return sc
+	}
+	for i, r := range batch {
+		sc.next++
+		r.n = sc.next
+		r.keys[5] = sc.log
+		r.keys = r.keys[:6]
 		r.args[argRunID] = sc.runID
-		if r.sent > 1 {
-			r.args[argResent] = "1"
+		r.args[argLog] = strconv.FormatInt(r.n, 10)
+		r.args[argLogTTL] = ""
+		if i == 0 {
+			r.args[argLogTTL] = logTTLArg
 		}
 	}
 	var one [1]*goredis.Cmd
@@ -346,8 +444,16 @@ func (q *batcher) sendOn(sc *senderConn, batch []*publishReq) *senderConn {
 		e := cmds[i].Err()
 		switch {
 		case e == nil:
-			r.done <- publishRes{reply: sliceOf(cmds[i])}
-			continue
+			reply := sliceOf(cmds[i])
+			if len(reply) == 0 || reply[0] != int64(-1) {
+				r.done <- publishRes{reply: reply}
+				continue
+			}
+			// It did not run: the log is gone (deleted, expired,
+			// or lost with Redis's data). The next connection
+			// makes a new one.
+			e = errLogGone
+			broken = true
 		case isNoScript(e):
 			// It did not run: the script was flushed. The next
 			// connection loads it again.
@@ -356,6 +462,8 @@ func (q *batcher) sendOn(sc *senderConn, batch []*publishReq) *senderConn {
 			r.done <- publishRes{err: e}
 			continue
 		case !isRedisError(e):
+			// It may have run: the log tells.
+			r.log = sc.log
 			broken = true
 		}
 		if err == nil {
@@ -372,6 +480,13 @@ func (q *batcher) sendOn(sc *senderConn, batch []*publishReq) *senderConn {
 	}
 	return sc
 }
+
+// errLogGone says that a publish did not run because its sender's log was
+// gone.
+var errLogGone = errors.New("redis backplane: the sender's log is gone")
+
+// logTTLArg is logTTL as the publish script takes it.
+var logTTLArg = strconv.FormatInt(logTTL.Milliseconds(), 10)
 
 // retry queues again the publishes of a batch whose connection failed,
 // those that may be sent again, after a backoff; it fails the others with

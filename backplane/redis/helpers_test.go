@@ -34,8 +34,10 @@ func uniquePrefix(t testing.TB, c goredis.UniversalClient) string {
 	rand.Read(b[:])
 	prefix := "fanout-test-" + hex.EncodeToString(b[:])
 	t.Cleanup(func() {
-		if err := deleteKeys(c, "{"+prefix+":*"); err != nil {
-			t.Errorf("delete keys of %s: %v", prefix, err)
+		for _, pattern := range []string{"{" + prefix + ":*", "{" + prefix + "}:*"} {
+			if err := deleteKeys(c, pattern); err != nil {
+				t.Errorf("delete keys of %s: %v", prefix, err)
+			}
 		}
 	})
 	return prefix

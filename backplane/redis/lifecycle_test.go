@@ -23,8 +23,35 @@ type lifecycle struct {
 func newLifecycle(t *testing.T, opts fanoutredis.Options) *lifecycle {
 	t.Helper()
 	c := newClient(t, nil)
+	return newLifecycleOn(t, c, c, opts)
+}
+
+// eachClient runs f with a node on a *goredis.Client, whose publishes are
+// logged by their senders, and with one on a Ring, whose publishes carry
+// retry IDs (see publishScript): retryKeys is how many keys of a topic the
+// retry IDs take (0 or 1 after one window).
+func eachClient(t *testing.T, f func(t *testing.T, newL func(opts fanoutredis.Options) *lifecycle, retryKeys int)) {
+	t.Run("client", func(t *testing.T) {
+		t.Parallel()
+		f(t, func(opts fanoutredis.Options) *lifecycle { return newLifecycle(t, opts) }, 0)
+	})
+	t.Run("ring", func(t *testing.T) {
+		t.Parallel()
+		f(t, func(opts fanoutredis.Options) *lifecycle {
+			c := newClient(t, nil)
+			ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"one": c.Options().Addr}})
+			t.Cleanup(func() { ring.Close() })
+			return newLifecycleOn(t, c, ring, opts)
+		}, 1)
+	})
+}
+
+// newLifecycleOn is newLifecycle with the node on client, a client of the
+// same Redis as c.
+func newLifecycleOn(t *testing.T, c *goredis.Client, client goredis.UniversalClient, opts fanoutredis.Options) *lifecycle {
+	t.Helper()
 	opts.Prefix = uniquePrefix(t, c)
-	n := fanoutredis.New(c, &opts)
+	n := fanoutredis.New(client, &opts)
 	if err := n.Open(nopReceiver{}); err != nil {
 		t.Fatal(err)
 	}
@@ -198,15 +225,19 @@ func TestHistoryAgeOnRead(t *testing.T) {
 // reads do not extend it, and a later publish makes the topic live again.
 func TestFinalTopicKeys(t *testing.T) {
 	t.Parallel()
+	eachClient(t, testFinalTopicKeys)
+}
+
+func testFinalTopicKeys(t *testing.T, newL func(fanoutredis.Options) *lifecycle, retryKeys int) {
 	const final = time.Minute
-	l := newLifecycle(t, fanoutredis.Options{IdleTTL: time.Hour, FinalTTL: final, HistoryAge: time.Hour})
+	l := newL(fanoutredis.Options{IdleTTL: time.Hour, FinalTTL: final, HistoryAge: time.Hour})
 	l.publish("saga", "step1", "ok", "id-1", false)
 	p := l.publish("saga", "", "done", "", true)
 	check := func(when string) {
 		t.Helper()
 		ttls := l.ttls("saga")
-		if len(ttls) != 6 {
-			t.Fatalf("%s: got keys %v, want the topic's five keys and retry", when, ttls)
+		if len(ttls) != 5+retryKeys {
+			t.Fatalf("%s: got keys %v, want the topic's five keys and %d of retry IDs", when, ttls, retryKeys)
 		}
 		for k, d := range ttls {
 			if d <= 0 || d > final {
@@ -394,14 +425,18 @@ func TestPartialLossStartsNewEpoch(t *testing.T) {
 // first key, the idempotency keys) get a TTL all the same.
 func TestKeysMadeLaterHaveTTL(t *testing.T) {
 	t.Parallel()
+	eachClient(t, testKeysMadeLaterHaveTTL)
+}
+
+func testKeysMadeLaterHaveTTL(t *testing.T, newL func(fanoutredis.Options) *lifecycle, retryKeys int) {
 	const idle = time.Hour
 	const age = time.Minute
-	l := newLifecycle(t, fanoutredis.Options{IdleTTL: idle, HistoryAge: age})
+	l := newL(fanoutredis.Options{IdleTTL: idle, HistoryAge: age})
 	l.publish("t", "", "a", "", false)
 	l.publish("t", "k", "b", "id-1", false)
 	ttls := l.ttls("t")
-	if len(ttls) != 6 {
-		t.Fatalf("keys: got %v, want six", ttls)
+	if len(ttls) != 5+retryKeys {
+		t.Fatalf("keys: got %v, want five and %d of retry IDs", ttls, retryKeys)
 	}
 	for k, d := range ttls {
 		limit := idle + age/64

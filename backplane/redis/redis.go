@@ -299,7 +299,7 @@ func New(client goredis.UniversalClient, opts *Options) *Backplane {
 		ctxBound: contextBound(client),
 		opts:     o,
 		args:     newScriptArgs(&o),
-		pub:      newBatcher(client),
+		pub:      newBatcher(client, o.Prefix),
 		log:      log,
 		subs:     make(map[string]*subState),
 		done:     make(chan struct{}),
@@ -412,10 +412,12 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 	if m.Final() {
 		ttl, streamTTL, final = a.finalTTL, a.finalStreamTTL, a.final
 	}
-	// A publish without an idempotency key gets a random retry ID:
-	// go-redis resends the same command, so every copy carries it.
+	// A publish without an idempotency key that go-redis may send
+	// again by itself gets a random retry ID, which every copy carries;
+	// the batcher's own connections log publishes instead (see
+	// publishScript).
 	var rid string
-	if idempotencyKey == "" {
+	if idempotencyKey == "" && b.pub.single == nil {
 		rid = retryID()
 	}
 	var args publishArgs
@@ -433,8 +435,10 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 	args[argStreamTTL] = streamTTL
 	args[argRetryID] = rid
 	args[argRetryWindow] = a.retryWindow
-	args[argRunID] = "" // the batcher sets it, and argResent
+	args[argRunID] = "" // the batcher sets it, argResent and the log
 	args[argResent] = ""
+	args[argLog] = ""
+	args[argLogTTL] = ""
 	res, err := b.pub.do(ctx, k.all[:], &args)
 	if err != nil {
 		return fanout.Position{}, b.opError("publish", err)

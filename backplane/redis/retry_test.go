@@ -85,17 +85,21 @@ func TestRetriedPublishStoredOnce(t *testing.T) {
 	}
 }
 
-// TestRetryIDsRotate: the retry IDs of publishes without an idempotency
-// key live in the hash retry; a publish more than the retry window after
-// the last rotation renames it to retryold, dropping the older one, so an
-// ID is known for one to two windows and the hashes hold about a window's
-// publishes, each with a TTL of at most two windows.
+// TestRetryIDsRotate: with a client whose pipelines go-redis may send
+// again by itself (here a Ring), the retry IDs of publishes without an
+// idempotency key live in the hash retry; a publish more than the retry
+// window after the last rotation renames it to retryold, dropping the
+// older one, so an ID is known for one to two windows and the hashes hold
+// about a window's publishes, each with a TTL of at most two windows.
 func TestRetryIDsRotate(t *testing.T) {
 	t.Parallel()
 	// Long enough that the test's own delays stay far below it: the hash
 	// of the previous window expires two windows after its last write.
 	const window = time.Second
-	l := newLifecycle(t, fanoutredis.Options{})
+	c := newClient(t, nil)
+	ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"one": c.Options().Addr}})
+	t.Cleanup(func() { ring.Close() })
+	l := newLifecycleOn(t, c, ring, fanoutredis.Options{})
 	fanoutredis.SetRetryWindow(l.n, window)
 	ctx := context.Background()
 	base := "{" + l.prefix + ":rotate}"

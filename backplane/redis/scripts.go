@@ -80,24 +80,44 @@ import goredis "github.com/redis/go-redis/v9"
 // publishScript assigns the next position, stores and publishes one
 // message.
 //
-// KEYS: pos, stream, snap, idem, idemexp, retry, retryold
+// KEYS: pos, stream, snap, idem, idemexp, and then retry, retryold, or for
+// a logged publish the sender's log
 // ARGV: the publish arguments, in the order of the arg* constants (see
 // publishArgs); the script names them in the same order on its first
 // line, so that an argument is added at the end of both lists.
-// Returns {1, "epoch seq"} for a new message, or {0, "epoch seq"} with the
-// position first published under the idempotency ID.
+// Returns {1, "epoch seq"} for a new message, {0, "epoch seq"} with the
+// position first published under the idempotency ID, or {-1, ""} when
+// the sender's log is gone: then the script wrote nothing.
 //
-// resent is "" when no earlier copy of the call can have run (the batcher
-// sends it for the first time on a connection that go-redis does not
-// retry on), so that the script need not look the retry ID up; it always
-// looks up an idempotency key.
+// A publish carries a retry ID or an entry number of its sender's log,
+// never both; they make the publish idempotent when it is sent again
+// after its connection failed, in two ways (see batch.go):
+//
+//   - A sender that owns its connection (a *goredis.Client) logs every
+//     publish it sends: logN numbers the publish on that connection, and
+//     the script appends "logN created epoch seq" to the log (a list
+//     whose first element is a placeholder), after its reads and before
+//     its writes, with RPUSHX: when the log is gone the script stops
+//     there and writes nothing. The first publish of each batch (logTTL
+//     set) drops the entries of the batches before, whose replies were
+//     read, and sets the log's TTL. When the connection fails, the sender
+//     takes the log away (recoverScript) on a new connection: what it
+//     holds ran, with these replies; what it does not hold never runs.
+//   - With any other client, go-redis may send a pipeline again by itself:
+//     the publish carries a random retry ID, which the script stores in
+//     the hash retry (with its position), and resent is "1" when an
+//     earlier copy may have run, so that the script looks the ID up
+//     first. This costs a hash entry per publish for one to two retry
+//     windows.
+//
+// The script always looks up an idempotency key.
 //
 // runID is the run_id of the Redis process that runs the script, read by
 // the caller on the connection that carries the script (a connection
 // never outlives its process), or "" to have the script read it (INFO
 // server, about 5µs of Redis time).
 const publishSource = `
-local newEpoch, body, msgKey, historySize, historyAge, idemWindow, channel, id, ttlArg, finalArg, slack, streamTTL, rid, retryWindow, runID, resent = unpack(ARGV)
+local newEpoch, body, msgKey, historySize, historyAge, idemWindow, channel, id, ttlArg, finalArg, slack, streamTTL, rid, retryWindow, runID, resent, logN, logTTL = unpack(ARGV)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local server = runID
@@ -106,15 +126,27 @@ if server == '' then
 	local at = string.find(info, 'run_id:', 1, true)
 	server = string.sub(info, at + 7, at + 46)
 end
+local function logged(created, pos)
+	if logN == '' then
+		return true
+	end
+	if logTTL ~= '' then
+		redis.call('LTRIM', KEYS[6], 0, 0)
+		redis.call('PEXPIRE', KEYS[6], logTTL)
+	end
+	return redis.call('RPUSHX', KEYS[6], logN .. ' ' .. created .. ' ' .. pos) > 0
+end
 local h = redis.call('HMGET', KEYS[1], 'e', 's', 'f', 'r', 'b', 't')
 local epoch, seq = h[1], tonumber(h[2])
 local fresh = not epoch or not seq
 if fresh then
 	epoch, seq = newEpoch, 0
-	redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 elseif id ~= '' then
 	local prev = redis.call('HGET', KEYS[4], id)
 	if prev and tonumber(redis.call('ZSCORE', KEYS[5], id) or 0) > now then
+		if not logged(0, prev) then
+			return {-1, ''}
+		end
 		return {0, prev}
 	end
 elseif rid ~= '' and resent ~= '' then
@@ -126,6 +158,21 @@ end
 local moved = not fresh and h[5] ~= server
 if moved then
 	epoch = newEpoch
+end
+seq = seq + 1
+local seqText = string.format('%d', seq)
+local pos = epoch .. ' ' .. seqText
+if not logged(1, pos) then
+	return {-1, ''}
+end
+if fresh then
+	if logN == '' then
+		redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+	else
+		redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+	end
+end
+if moved then
 	redis.call('DEL', KEYS[2])
 	local snap = redis.call('HGETALL', KEYS[3])
 	for i = 1, #snap, 2 do
@@ -133,8 +180,6 @@ if moved then
 		redis.call('HSET', KEYS[3], snap[i], epoch .. string.sub(rec, (string.find(rec, ' ', 1, true))))
 	end
 end
-seq = seq + 1
-local seqText = string.format('%d', seq)
 local final = finalArg == '1'
 local ttl = tonumber(ttlArg)
 local refresh = fresh or moved or final or h[3] or now - tonumber(h[4] or 0) >= tonumber(slack)
@@ -149,7 +194,6 @@ if refresh then
 else
 	redis.call('HSET', KEYS[1], 's', seqText)
 end
-local pos = epoch .. ' ' .. seqText
 local rec = pos .. ' ' .. body
 redis.call('XADD', KEYS[2], 'MAXLEN', historySize, '*', 'm', rec)
 if refresh then
@@ -219,11 +263,24 @@ const (
 	argRetryWindow        // the retry window in ms
 	argRunID              // the run_id of the Redis process, or ""
 	argResent             // "1" when an earlier copy may have run, else ""
+	argLog                // the entry number in the sender's log, or ""
+	argLogTTL             // the log's TTL in ms for a batch's first publish, else ""
 	numPublishArgs
 )
 
 // publishArgs are the arguments of one publish script call.
 type publishArgs [numPublishArgs]any
+
+// recoverScript takes a sender's log away: it returns the entries after
+// the placeholder ("logN created epoch seq", see publishScript) and
+// deletes the log, so that no publish logged to it runs any more.
+//
+// KEYS: the log
+var recoverScript = goredis.NewScript(`
+local entries = redis.call('LRANGE', KEYS[1], 1, -1)
+redis.call('DEL', KEYS[1])
+return entries
+`)
 
 // historyScript reads the messages after a position, together with the
 // topic's position. It trims the messages older than the history age, and
