@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -340,6 +341,9 @@ func (q *batcher) open(ctx context.Context) (*senderConn, error) {
 // returns the others, none of which has run or will. A log that is gone
 // (Redis lost it with the data it described) held nothing that remains.
 func (q *batcher) recover(ctx context.Context, sc *senderConn, batch []*publishReq) ([]*publishReq, error) {
+	if !slices.ContainsFunc(batch, func(r *publishReq) bool { return r.log != "" }) {
+		return batch, nil
+	}
 	ran := make(map[string]map[int64][]any)
 	for _, r := range batch {
 		if r.log == "" || ran[r.log] != nil {

@@ -2,8 +2,10 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,4 +58,86 @@ func redisCPU(b *testing.B, c *goredis.Client) time.Duration {
 		}
 	}
 	return time.Duration(total * float64(time.Second))
+}
+
+// BenchmarkPublishMemory measures what Redis holds after b.N publishes
+// without idempotency keys from 64 goroutines to 10 or 1,000 topics, each
+// keeping 1,024 messages, on a private redis-server: the growth of INFO
+// memory's used_memory, in MB (run it with a fixed count,
+// -benchtime=128000x, so that the figure compares), and Redis's time per
+// publish script call (INFO commandstats). Beyond the streams, which
+// their limit caps, nothing should grow with the number of publishes.
+func BenchmarkPublishMemory(b *testing.B) {
+	for _, topics := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("topics=%d", topics), func(b *testing.B) { benchPublishMemory(b, topics) })
+	}
+}
+
+func benchPublishMemory(b *testing.B, topics int) {
+	srv, err := chaos.StartRedis(b.TempDir(), nil)
+	if err != nil {
+		b.Skipf("cannot start a private Redis: %v", err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	c := newClient(b, &goredis.Options{Addr: srv.Addr(), PoolSize: 128})
+	hub, err := fanout.NewHub(&fanout.HubOptions{
+		Backplane: fanoutredis.New(c, &fanoutredis.Options{Prefix: uniquePrefix(b, c), HistorySize: 1024}),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { hub.Close() })
+	ctx := context.Background()
+	info := func(section, field string) string {
+		text, err := c.Info(ctx, section).Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(text, "\r\n") {
+			if v, ok := strings.CutPrefix(line, field+":"); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	used := func() float64 {
+		n, _ := strconv.ParseFloat(info("memory", "used_memory"), 64)
+		return n
+	}
+	// scripts returns the calls of EVALSHA and the µs Redis spent in them.
+	scripts := func() (calls, usec float64) {
+		for _, kv := range strings.Split(info("commandstats", "cmdstat_evalsha"), ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			f, _ := strconv.ParseFloat(v, 64)
+			switch k {
+			case "calls":
+				calls = f
+			case "usec":
+				usec = f
+			}
+		}
+		return calls, usec
+	}
+	data := make([]byte, 64)
+	const publishers = 64
+	mem0 := used()
+	calls0, usec0 := scripts()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := p; i < b.N; i += publishers {
+				if _, err := hub.Publish(ctx, fmt.Sprint("t", i%topics), data); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric((used()-mem0)/1e6, "redis-MB")
+	if calls, usec := scripts(); calls > calls0 {
+		b.ReportMetric((usec-usec0)/(calls-calls0), "redis-µs/script")
+	}
 }
