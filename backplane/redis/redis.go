@@ -108,12 +108,18 @@
 // go-redis retries a command after a network error or a read timeout
 // (redis.Options.MaxRetries), and so does the backplane with a batch whose
 // connection failed, up to as many times; Redis may run both copies. So
-// every publish carries an ID, its idempotency key or else a random one
-// remembered for one to three minutes: a copy that finds its ID returns the first
-// copy's position, and a publish that returns success is stored exactly
-// once. A publish that fails (ErrUnavailable) may still have been stored;
-// an application that retries it needs an idempotency key to avoid a
-// second copy.
+// a publish that returns success is stored exactly once. With a
+// *redis.Client, each connection the backplane publishes on has a log in
+// Redis ({prefix}:sender:<random>, holding one batch's replies): after a
+// failed connection the backplane takes the log away on a new one, returns
+// the replies of the publishes that ran and sends only the others again,
+// which no earlier copy can then store (see publishScript). With other
+// clients, whose pipelines go-redis resends by itself, every publish
+// carries an ID, its idempotency key or else a random one remembered for
+// one to three minutes: a copy that finds its ID returns the first copy's
+// position. A publish that fails (ErrUnavailable) may still have been
+// stored; an application that retries it needs an idempotency key to
+// avoid a second copy.
 //
 // Calls end at their context's deadline even when the client waits for
 // its own ReadTimeout (as go-redis does unless ContextTimeoutEnabled is
