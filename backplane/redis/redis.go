@@ -113,7 +113,7 @@
 // Redis ({prefix}:sender:<random>, holding one batch's replies): after a
 // failed connection the backplane takes the log away on a new one, returns
 // the replies of the publishes that ran and sends only the others again,
-// which no earlier copy can then store (see publishScript). With other
+// which no earlier copy can then store (docs/DECISIONS.md). With other
 // clients, whose pipelines go-redis resends by itself, every publish
 // carries an ID, its idempotency key or else a random one remembered for
 // one to three minutes: a copy that finds its ID returns the first copy's
