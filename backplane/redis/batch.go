@@ -416,8 +416,8 @@ func (q *batcher) sendOn(sc *senderConn, batch []*publishReq) *senderConn {
 	for i, r := range batch {
 		sc.next++
 		r.n = sc.next
-		r.keys[5] = sc.log
-		r.keys = r.keys[:6]
+		r.keys[4] = sc.log
+		r.keys = r.keys[:5]
 		r.args[argRunID] = sc.runID
 		r.args[argLog] = strconv.FormatInt(r.n, 10)
 		r.args[argLogTTL] = ""

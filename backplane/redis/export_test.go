@@ -25,3 +25,6 @@ func SetRetryWindow(b *Backplane, d time.Duration) { b.args.retryWindow = ms(d) 
 // SetMaxQueued sets how many publishes may wait for a pipeline; call it
 // before the node's first publish.
 func SetMaxQueued(b *Backplane, n int) { b.pub.maxQueued = n }
+
+// DefaultIdempotencyWindow is Options.IdempotencyWindow's default.
+const DefaultIdempotencyWindow = defaultIdempotencyWindow

@@ -108,13 +108,20 @@ func (l *lifecycle) ttls(topic string) map[string]time.Duration {
 // waitGone waits, for at most 20s, until the topic has no key left.
 func (l *lifecycle) waitGone(topic string) {
 	l.t.Helper()
+	l.waitGoneBut(topic)
+}
+
+// waitGoneBut waits until the topic's keys are gone but for those named
+// (by their suffix).
+func (l *lifecycle) waitGoneBut(topic string, kept ...string) {
+	l.t.Helper()
 	// Redis expires keys by its own clock, so this polls it.
 	deadline := time.NewTimer(20 * time.Second)
 	defer deadline.Stop()
 	poll := time.NewTicker(20 * time.Millisecond)
 	defer poll.Stop()
 	for {
-		ks := l.keys(topic)
+		ks := slices.DeleteFunc(l.keys(topic), func(k string) bool { return slices.Contains(kept, suffix(k)) })
 		if len(ks) == 0 {
 			return
 		}
@@ -236,12 +243,16 @@ func testFinalTopicKeys(t *testing.T, newL func(fanoutredis.Options) *lifecycle,
 	check := func(when string) {
 		t.Helper()
 		ttls := l.ttls("saga")
-		if len(ttls) != 5+retryKeys {
-			t.Fatalf("%s: got keys %v, want the topic's five keys and %d of retry IDs", when, ttls, retryKeys)
+		if len(ttls) != 4+retryKeys {
+			t.Fatalf("%s: got keys %v, want the position, stream, snapshot, idempotency key and %d of retry IDs", when, ttls, retryKeys)
 		}
 		for k, d := range ttls {
-			if d <= 0 || d > final {
-				t.Errorf("%s: TTL of %s: got %v, want in (0, %v]", when, suffix(k), d, final)
+			limit := final
+			if strings.HasPrefix(suffix(k), "idem:") { // written before, and left alone
+				limit = fanoutredis.DefaultIdempotencyWindow
+			}
+			if d <= 0 || d > limit {
+				t.Errorf("%s: TTL of %s: got %v, want in (0, %v]", when, suffix(k), d, limit)
 			}
 		}
 	}
@@ -264,19 +275,25 @@ func testFinalTopicKeys(t *testing.T, newL func(fanoutredis.Options) *lifecycle,
 }
 
 // TestFinalTopicExpires: a final topic's keys all vanish after FinalTTL,
-// and the next publish starts a new epoch.
+// but for the idempotency keys written before, which live out their
+// window; the next publish starts a new epoch, and one with such a key is
+// stored in it.
 func TestFinalTopicExpires(t *testing.T) {
 	t.Parallel()
 	l := newLifecycle(t, fanoutredis.Options{IdleTTL: time.Hour, FinalTTL: 200 * time.Millisecond, HistoryAge: time.Hour})
 	l.publish("saga", "step1", "ok", "id-1", false)
 	p := l.publish("saga", "", "done", "", true)
-	l.waitGone("saga")
+	l.waitGoneBut("saga", "idem:id-1")
 	if q := l.publish("saga", "", "new", "", false); q.Epoch == p.Epoch || q.Seq != 1 {
 		t.Fatalf("publish after expiry: got %v, want Seq 1 in an epoch other than %q", q, p.Epoch)
 	}
+	if q := l.publish("saga", "step1", "again", "id-1", false); q.Seq != 2 {
+		t.Fatalf("publish with an idempotency key of the lineage before: got %v, want it stored at Seq 2", q)
+	}
 }
 
-// TestDeleteRemovesEveryKey: Delete leaves no key of the topic; the next
+// TestDeleteRemovesEveryKey: Delete leaves no key of the topic but its
+// idempotency keys, which expire by themselves; the next
 // publish starts a new epoch at Seq 1, and an idempotency key used before
 // publishes again.
 func TestDeleteRemovesEveryKey(t *testing.T) {
@@ -289,8 +306,10 @@ func TestDeleteRemovesEveryKey(t *testing.T) {
 	if err := l.n.Delete(ctx, "gone"); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	if ks := l.keys("gone"); len(ks) != 0 {
-		t.Fatalf("keys after delete: got %v, want none", ks)
+	// The idempotency keys live out their window; they count for nothing
+	// in the topic's next lineage (below).
+	if ks := l.keys("gone"); len(ks) != 2 || !strings.HasSuffix(ks[0], ":idem:id-1") || !strings.HasSuffix(ks[1], ":idem:id-2") {
+		t.Fatalf("keys after delete: got %v, want the two idempotency keys alone", ks)
 	}
 	if ks := l.keys("kept"); len(ks) == 0 {
 		t.Fatal("keys of another topic after delete: got none, want them kept")
@@ -435,13 +454,16 @@ func testKeysMadeLaterHaveTTL(t *testing.T, newL func(fanoutredis.Options) *life
 	l.publish("t", "", "a", "", false)
 	l.publish("t", "k", "b", "id-1", false)
 	ttls := l.ttls("t")
-	if len(ttls) != 5+retryKeys {
-		t.Fatalf("keys: got %v, want five and %d of retry IDs", ttls, retryKeys)
+	if len(ttls) != 4+retryKeys {
+		t.Fatalf("keys: got %v, want the position, stream, snapshot, idempotency key and %d of retry IDs", ttls, retryKeys)
 	}
 	for k, d := range ttls {
 		limit := idle + age/64
-		if suffix(k) == "stream" {
+		switch {
+		case suffix(k) == "stream":
 			limit = age + age/64
+		case strings.HasPrefix(suffix(k), "idem:"):
+			limit = fanoutredis.DefaultIdempotencyWindow
 		}
 		if d <= 0 || d > limit {
 			t.Errorf("TTL of %s: got %v, want in (0, %v]", suffix(k), d, limit)

@@ -12,7 +12,8 @@
 // Every publish runs one Lua script that increments the topic's sequence
 // number, appends the message to the topic's stream (capped by count and
 // age), updates the topic's snapshot hash when the message has a key,
-// remembers the idempotency key, and publishes the whole message, position
+// remembers the idempotency key (one key per ID, which expires with the
+// IdempotencyWindow), and publishes the whole message, position
 // included, on the topic's channel. Positions are therefore global and
 // gap-free, and a node that receives a message needs no further read.
 // Concurrent publishes go to Redis in batches, one pipeline of script calls
@@ -315,11 +316,11 @@ func New(client goredis.UniversalClient, opts *Options) *Backplane {
 // keys names the Redis keys and channel of one topic (see scripts.go).
 type keys struct {
 	base string    // {prefix:topic}, also the channel
-	all  [7]string // pos, stream, snap, idem, idemexp, retry, retryold: the publish script's KEYS
+	all  [6]string // pos, stream, snap, idem:, retry, retryold: the publish script's KEYS (idem: takes the ID)
 }
 
 // keySuffixes follow the base in the names of a topic's keys.
-var keySuffixes = [7]string{":pos", ":stream", ":snap", ":idem", ":idemexp", ":retry", ":retryold"}
+var keySuffixes = [6]string{":pos", ":stream", ":snap", ":idem:", ":retry", ":retryold"}
 
 // keys builds the names in one string, which they share.
 func (b *Backplane) keys(topic string) keys {
@@ -445,7 +446,11 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 	args[argResent] = ""
 	args[argLog] = ""
 	args[argLogTTL] = ""
-	res, err := b.pub.do(ctx, k.all[:], &args)
+	keys := k.all[:]
+	if idempotencyKey != "" {
+		keys[3] += idempotencyKey
+	}
+	res, err := b.pub.do(ctx, keys, &args)
 	if err != nil {
 		return fanout.Position{}, b.opError("publish", err)
 	}
@@ -699,7 +704,8 @@ func (b *Backplane) Unsubscribe(ctx context.Context, topic string) error {
 
 // Delete implements [fanout.Backplane]: one DEL of the topic's keys, which
 // Redis runs atomically. Nodes subscribed to the topic's channel stay
-// subscribed.
+// subscribed. Its idempotency keys expire by themselves: the topic's next
+// lineage has another epoch, for which they do not count.
 func (b *Backplane) Delete(ctx context.Context, topic string) error {
 	if err := b.check(ctx, "delete"); err != nil {
 		return err

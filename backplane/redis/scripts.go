@@ -15,9 +15,9 @@ import goredis "github.com/redis/go-redis/v9"
 //	{prefix:topic}:stream   the history: a stream capped by count and age,
 //	                        one entry per message, field "m" = the record
 //	{prefix:topic}:snap     the snapshot: hash of key -> record
-//	{prefix:topic}:idem     idempotency keys: hash of ID -> "epoch seq"
-//	{prefix:topic}:idemexp  when each ID is forgotten: sorted set of ID,
-//	                        scored by Unix ms
+//	{prefix:topic}:idem:ID  an idempotency key ID: a string, the "epoch
+//	                        seq" it was published at, which counts only
+//	                        while the topic is in that epoch
 //	{prefix:topic}:retry    the random IDs of publishes without an
 //	                        idempotency key, since "t": hash of ID ->
 //	                        "epoch seq"; a publish more than the retry
@@ -61,15 +61,17 @@ import goredis "github.com/redis/go-redis/v9"
 //     every read unless the topic is final. A publish that makes snap
 //     (its first key) without setting the TTLs gives it one, so snap never
 //     expires before pos.
-//   - idem and idemexp: IdleTTL + slack, set by every publish that writes
-//     them and by the first publish after a final one.
+//   - idem:ID: IdempotencyWindow, or the TTL of the publish that writes
+//     it when shorter. It is never extended or shortened: it may outlive
+//     a topic that was deleted or went final, and then counts for nothing,
+//     since the topic's next lineage has another epoch.
 //   - retry: the shorter of two retry windows and the TTL of the publish
 //     that sets it: the first one after a rotation (which makes the hash
 //     anew, then renames it a window later), and those that set the TTLs;
 //     reads do not extend it, so it never outlives the topic.
-//   - after a final publish, every key: FinalTTL (the stream HistoryAge
-//     when shorter), set at once; reads leave it alone, and the next
-//     publish that is not final sets the TTLs again.
+//   - after a final publish, every key but the idempotency keys: FinalTTL
+//     (the stream HistoryAge when shorter), set at once; reads leave it
+//     alone, and the next publish that is not final sets the TTLs again.
 //
 // A stream made by a publish that does not set the TTLs has none until
 // the next one that does. That happens only when the stream alone was
@@ -80,8 +82,8 @@ import goredis "github.com/redis/go-redis/v9"
 // publishScript assigns the next position, stores and publishes one
 // message.
 //
-// KEYS: pos, stream, snap, idem, idemexp, and then retry, retryold, or for
-// a logged publish the sender's log
+// KEYS: pos, stream, snap, idem:ID (idem: without an idempotency key), and
+// then retry, retryold, or for a logged publish the sender's log
 // ARGV: the publish arguments, in the order of the arg* constants (see
 // publishArgs); the script names them in the same order on its first
 // line, so that an argument is added at the end of both lists.
@@ -131,10 +133,10 @@ local function logged(created, pos)
 		return true
 	end
 	if logTTL ~= '' then
-		redis.call('LTRIM', KEYS[6], 0, 0)
-		redis.call('PEXPIRE', KEYS[6], logTTL)
+		redis.call('LTRIM', KEYS[5], 0, 0)
+		redis.call('PEXPIRE', KEYS[5], logTTL)
 	end
-	return redis.call('RPUSHX', KEYS[6], logN .. ' ' .. created .. ' ' .. pos) > 0
+	return redis.call('RPUSHX', KEYS[5], logN .. ' ' .. created .. ' ' .. pos) > 0
 end
 local h = redis.call('HMGET', KEYS[1], 'e', 's', 'f', 'r', 'b', 't')
 local epoch, seq = h[1], tonumber(h[2])
@@ -142,15 +144,15 @@ local fresh = not epoch or not seq
 if fresh then
 	epoch, seq = newEpoch, 0
 elseif id ~= '' then
-	local prev = redis.call('HGET', KEYS[4], id)
-	if prev and tonumber(redis.call('ZSCORE', KEYS[5], id) or 0) > now then
+	local prev = redis.call('GET', KEYS[4])
+	if prev and string.sub(prev, 1, #epoch + 1) == epoch .. ' ' then
 		if not logged(0, prev) then
 			return {-1, ''}
 		end
 		return {0, prev}
 	end
 elseif rid ~= '' and resent ~= '' then
-	local prev = redis.call('HGET', KEYS[6], rid) or redis.call('HGET', KEYS[7], rid)
+	local prev = redis.call('HGET', KEYS[5], rid) or redis.call('HGET', KEYS[6], rid)
 	if prev then
 		return {0, prev}
 	end
@@ -166,10 +168,10 @@ if not logged(1, pos) then
 	return {-1, ''}
 end
 if fresh then
-	if logN == '' then
-		redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+	if rid ~= '' then
+		redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6])
 	else
-		redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+		redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 	end
 end
 if moved then
@@ -208,33 +210,23 @@ if refresh or newKey then
 	redis.call('PEXPIRE', KEYS[3], ttl)
 end
 if id ~= '' then
-	local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 16)
-	if #old > 0 then
-		redis.call('HDEL', KEYS[4], unpack(old))
-		redis.call('ZREM', KEYS[5], unpack(old))
-	end
-	redis.call('HSET', KEYS[4], id, pos)
-	redis.call('ZADD', KEYS[5], now + tonumber(idemWindow), id)
+	redis.call('SET', KEYS[4], pos, 'PX', math.min(tonumber(idemWindow), ttl))
 end
 if rid ~= '' then
 	local window = tonumber(retryWindow)
 	local rotate = now - tonumber(h[6] or 0) >= window
 	if rotate then
-		if redis.call('EXISTS', KEYS[6]) == 1 then
-			redis.call('RENAME', KEYS[6], KEYS[7])
+		if redis.call('EXISTS', KEYS[5]) == 1 then
+			redis.call('RENAME', KEYS[5], KEYS[6])
 		else
-			redis.call('DEL', KEYS[7])
+			redis.call('DEL', KEYS[6])
 		end
 		redis.call('HSET', KEYS[1], 't', string.format('%d', now))
 	end
-	redis.call('HSET', KEYS[6], rid, pos)
+	redis.call('HSET', KEYS[5], rid, pos)
 	if rotate or refresh then
-		redis.call('PEXPIRE', KEYS[6], math.min(2 * window, ttl))
+		redis.call('PEXPIRE', KEYS[5], math.min(2 * window, ttl))
 	end
-end
-if id ~= '' or final or h[3] then
-	redis.call('PEXPIRE', KEYS[4], ttl)
-	redis.call('PEXPIRE', KEYS[5], ttl)
 end
 redis.call('PUBLISH', channel, rec)
 return {1, pos}

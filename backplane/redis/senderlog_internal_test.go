@@ -28,8 +28,8 @@ func TestStaleCopyFenced(t *testing.T) {
 	}
 	k := b.keys("fenced")
 	t.Cleanup(func() { c.Del(context.Background(), k.all[:]...) })
-	keys := k.all[:6]
-	keys[5] = log
+	keys := k.all[:5]
+	keys[4] = log
 	publish := func(n, data string) []any {
 		t.Helper()
 		var args publishArgs
