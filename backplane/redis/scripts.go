@@ -114,14 +114,16 @@ import goredis "github.com/redis/go-redis/v9"
 //
 // The script always looks up an idempotency key.
 //
+// The script reads Redis's clock (Unix ms) from the ID that XADD gives the
+// message's entry, which is the time unless the stream's last entry is
+// later, rather than with a TIME call of its own.
+//
 // runID is the run_id of the Redis process that runs the script, read by
 // the caller on the connection that carries the script (a connection
 // never outlives its process), or "" to have the script read it (INFO
 // server, about 5µs of Redis time).
 const publishSource = `
 local newEpoch, body, msgKey, historySize, historyAge, idemWindow, channel, id, ttlArg, finalArg, slack, streamTTL, rid, retryWindow, runID, resent, logN, logTTL = unpack(ARGV)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local server = runID
 if server == '' then
 	local info = redis.call('INFO', 'server')
@@ -182,6 +184,9 @@ if moved then
 		redis.call('HSET', KEYS[3], snap[i], epoch .. string.sub(rec, (string.find(rec, ' ', 1, true))))
 	end
 end
+local rec = pos .. ' ' .. body
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', historySize, '*', 'm', rec)
+local now = tonumber(string.sub(entry, 1, string.find(entry, '-', 1, true) - 1))
 local final = finalArg == '1'
 local ttl = tonumber(ttlArg)
 local refresh = fresh or moved or final or h[3] or now - tonumber(h[4] or 0) >= tonumber(slack)
@@ -196,8 +201,6 @@ if refresh then
 else
 	redis.call('HSET', KEYS[1], 's', seqText)
 end
-local rec = pos .. ' ' .. body
-redis.call('XADD', KEYS[2], 'MAXLEN', historySize, '*', 'm', rec)
 if refresh then
 	local age = tonumber(historyAge)
 	if now > age then
