@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -268,7 +267,7 @@ func (w *writer) run() {
 		// Woken for a frame: let the publisher queue more before the next
 		// write, as Session.Next does. Under load, fewer and larger writes;
 		// idle, no delay.
-		runtime.Gosched()
+		w.s.settle(maxBatch)
 	}
 }
 
