@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -75,4 +76,25 @@ func TestStaleCopyFenced(t *testing.T) {
 	if s, err := c.HGet(ctx, k.pos(), "s").Result(); err != nil || s != "2" {
 		t.Fatalf("position: %q (%v), want 2", s, err)
 	}
+}
+
+// FuzzParseLogEntry: an entry of a sender's log parses into what wrote it,
+// and anything else is rejected rather than misread.
+func FuzzParseLogEntry(f *testing.F) {
+	for _, e := range []string{"1 1 e 1", "42 0 abc 7", "", "1", "1 1", "x 1 e 1", "1 x e 1", "-1 1 e 1", "1 1  "} {
+		f.Add(e)
+	}
+	f.Fuzz(func(t *testing.T, e string) {
+		n, created, pos, err := parseLogEntry(e)
+		if err != nil {
+			return
+		}
+		if got := strconv.FormatInt(n, 10) + " " + strconv.FormatInt(created, 10) + " " + pos; got != e {
+			// Numbers written another way (a sign, leading zeros) are
+			// accepted but never written by the script.
+			if n2, c2, p2, err := parseLogEntry(got); err != nil || n2 != n || c2 != created || p2 != pos {
+				t.Fatalf("%q parsed as %d %d %q, which does not parse back", e, n, created, pos)
+			}
+		}
+	})
 }
