@@ -453,10 +453,13 @@ func (q *batcher) sendOn(sc *senderConn, batch []*publishReq) *senderConn {
 				r.done <- publishRes{reply: reply}
 				continue
 			}
-			// It did not run: the log is gone (deleted, expired,
-			// or lost with Redis's data). The next connection
-			// makes a new one.
+			// It did not run: the log is gone (expired while the
+			// connection was idle, deleted, or lost with Redis's
+			// data). The next connection makes a new one; the
+			// attempt does not count against MaxRetries, the
+			// context still bounds it.
 			e = errLogGone
+			r.sent--
 			broken = true
 		case isNoScript(e):
 			// It did not run: the script was flushed. The next

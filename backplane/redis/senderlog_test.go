@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -106,5 +107,39 @@ func TestSenderKeepsNoRecordPerPublish(t *testing.T) {
 	l.n.Close()
 	if n, err := l.c.Exists(ctx, logs...).Result(); err != nil || n != 0 {
 		t.Errorf("after Close, %d logs remain (%v)", n, err)
+	}
+}
+
+// TestSenderLogGone: a sender whose log is gone (expired after an idle
+// hour, deleted, lost with Redis's data) has its next publishes refused
+// by the script before they write anything, and sends them again on a new
+// connection with a new log: each is stored once.
+func TestSenderLogGone(t *testing.T) {
+	// Without retries: the refused attempt is not one.
+	c := newClient(t, &goredis.Options{MaxRetries: -1})
+	l := newLifecycleOn(t, c, c, fanoutredis.Options{})
+	first := l.publish("gone", "", "a", "", false)
+	ctx := context.Background()
+	logs, err := l.c.Keys(ctx, "{"+l.prefix+"}:sender:*").Result()
+	if err != nil || len(logs) == 0 {
+		t.Fatalf("senders' logs: %v (%v), want at least one", logs, err)
+	}
+	if err := l.c.Del(ctx, logs...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	second := l.publish("gone", "", "b", "", false)
+	if second.Epoch != first.Epoch || second.Seq != first.Seq+1 {
+		t.Fatalf("publish after the log was deleted: got %v, want the position after %v", second, first)
+	}
+	h, err := l.n.History(ctx, "gone", fanout.Position{Epoch: first.Epoch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Messages) != 2 {
+		t.Fatalf("history holds %d messages, want 2", len(h.Messages))
+	}
+	now, err := l.c.Keys(ctx, "{"+l.prefix+"}:sender:*").Result()
+	if err != nil || len(now) == 0 || slices.Contains(now, logs[0]) {
+		t.Fatalf("senders' logs after: %v (%v), want a new one", now, err)
 	}
 }
