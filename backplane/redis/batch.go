@@ -349,7 +349,7 @@ func (q *batcher) recover(ctx context.Context, sc *senderConn, batch []*publishR
 		if r.log == "" || ran[r.log] != nil {
 			continue
 		}
-		entries, err := recoverScript.Run(ctx, sc.conn, []string{r.log}).StringSlice()
+		entries, err := recoverScript.Run(ctx, sc.conn, []string{r.log, r.log + ":taken"}, logTTLArg).StringSlice()
 		if err != nil {
 			return batch, err
 		}

@@ -266,15 +266,20 @@ const (
 // publishArgs are the arguments of one publish script call.
 type publishArgs [numPublishArgs]any
 
-// recoverScript takes a sender's log away: it returns the entries after
-// the placeholder ("logN created epoch seq", see publishScript) and
-// deletes the log, so that no publish logged to it runs any more.
+// recoverScript takes a sender's log away: it renames the log, so that no
+// publish logged to it runs any more, and returns the entries after the
+// placeholder ("logN created epoch seq", see publishScript). It can run
+// again, when its own reply was lost: a log taken before is read from its
+// new name.
 //
-// KEYS: the log
+// KEYS: the log, and its name once taken (the log's name + ":taken")
+// ARGV: how long the taken log is kept, in ms
 var recoverScript = goredis.NewScript(`
-local entries = redis.call('LRANGE', KEYS[1], 1, -1)
-redis.call('DEL', KEYS[1])
-return entries
+if redis.call('EXISTS', KEYS[1]) == 1 then
+	redis.call('RENAME', KEYS[1], KEYS[2])
+	redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
+return redis.call('LRANGE', KEYS[2], 1, -1)
 `)
 
 // historyScript reads the messages after a position, together with the
