@@ -30,11 +30,20 @@ func benchFanout(b *testing.B, subs, size int) {
 		b.Fatal(err)
 	}
 	defer h.Close()
-	ctx := context.Background()
 	var delivered atomic.Int64
+	wg := readers(b, h, subs, &delivered)
+	publishPaced(b, h, make([]byte, size), subs, &delivered)
+	h.Close()
+	wg.Wait()
+}
+
+// readers subscribes subs sessions to "bench" and starts a reader per
+// session that counts the message, join and leave frames it takes.
+func readers(b *testing.B, h *fanout.Hub, subs int, delivered *atomic.Int64) *sync.WaitGroup {
+	ctx := context.Background()
 	var wg sync.WaitGroup
 	for i := 0; i < subs; i++ {
-		s, err := h.NewSession(fanout.Principal{})
+		s, err := h.NewSession(fanout.Principal{ID: fmt.Sprintf("user-%d", i)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -53,7 +62,7 @@ func benchFanout(b *testing.B, subs, size int) {
 				n := 0
 				for _, f := range fs {
 					switch f.Type {
-					case fanout.FrameMessage:
+					case fanout.FrameMessage, fanout.FrameJoin, fanout.FrameLeave:
 						n++
 					case fanout.FrameClose:
 						if f.Close.Code != fanout.CloseShutdown {
@@ -65,11 +74,17 @@ func benchFanout(b *testing.B, subs, size int) {
 			}
 		}()
 	}
-	// Wait for the subscribe replies to be consumed.
-	data := make([]byte, size)
+	return &wg
+}
+
+// publishPaced times publishing data to "bench" until its subs subscribers
+// have taken b.N deliveries in all (counted in delivered), the publisher
+// running at most window messages ahead of them.
+func publishPaced(b *testing.B, h *fanout.Hub, data []byte, subs int, delivered *atomic.Int64) {
+	ctx := context.Background()
 	msgs := (b.N + subs - 1) / subs
 	const window = 256 // messages the publisher may run ahead of the slowest reader
-	b.SetBytes(int64(size))
+	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 1; i <= msgs; i++ {
@@ -86,6 +101,4 @@ func benchFanout(b *testing.B, subs, size int) {
 		runtime.Gosched()
 	}
 	b.StopTimer()
-	h.Close()
-	wg.Wait()
 }

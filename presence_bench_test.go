@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -40,73 +39,13 @@ func presenceHub(b *testing.B, on bool) (*fanout.Hub, *atomic.Bool) {
 	return h, joinLeave
 }
 
-// readers subscribes subs sessions to "bench" and starts a reader per
-// session that counts the message, join and leave frames it takes.
-func readers(b *testing.B, h *fanout.Hub, subs int, delivered *atomic.Int64) *sync.WaitGroup {
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	for i := 0; i < subs; i++ {
-		s, err := h.NewSession(fanout.Principal{ID: fmt.Sprintf("user-%d", i)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := s.Subscribe(ctx, fanout.SubscribeRequest{Topic: "bench"}); err != nil {
-			b.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]fanout.Frame, 0, 256)
-			for {
-				fs, err := s.Next(ctx, buf)
-				if err != nil {
-					return
-				}
-				n := 0
-				for _, f := range fs {
-					switch f.Type {
-					case fanout.FrameMessage, fanout.FrameJoin, fanout.FrameLeave:
-						n++
-					case fanout.FrameClose:
-						if f.Close.Code != fanout.CloseShutdown {
-							panic(fmt.Sprintf("session closed: %v", f.Close.Reason))
-						}
-					}
-				}
-				delivered.Add(int64(n))
-			}
-		}()
-	}
-	return &wg
-}
-
 func benchFanoutPresence(b *testing.B, subs int, on bool) {
 	h, joinLeave := presenceHub(b, on)
 	defer h.Close()
-	ctx := context.Background()
 	var delivered atomic.Int64
 	wg := readers(b, h, subs, &delivered)
 	joinLeave.Store(true)
-	data := make([]byte, 64)
-	msgs := (b.N + subs - 1) / subs
-	const window = 256
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 1; i <= msgs; i++ {
-		if _, err := h.Publish(ctx, "bench", data); err != nil {
-			b.Fatal(err)
-		}
-		if i%window == 0 {
-			for delivered.Load() < int64(i-window)*int64(subs) {
-				runtime.Gosched()
-			}
-		}
-	}
-	for delivered.Load() < int64(msgs)*int64(subs) {
-		runtime.Gosched()
-	}
-	b.StopTimer()
+	publishPaced(b, h, make([]byte, 64), subs, &delivered)
 	h.Close()
 	wg.Wait()
 }

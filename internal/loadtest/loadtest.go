@@ -11,6 +11,7 @@ import (
 	"math/bits"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -200,4 +201,38 @@ func ParseResult(line string) (Result, error) {
 		return r, fmt.Errorf("loadtest: client process said %q: %w", line, err)
 	}
 	return r, nil
+}
+
+// DialAll opens n connections with dial, 64 at a time, and returns them in
+// order; on the first error it stops and returns it, naming the
+// connection.
+func DialAll[C any](n int, dial func() (C, error)) ([]C, error) {
+	conns := make([]C, n)
+	var (
+		wg      sync.WaitGroup
+		next    atomic.Int64
+		dialErr atomic.Pointer[error]
+	)
+	for range 64 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || dialErr.Load() != nil {
+					return
+				}
+				c, err := dial()
+				if err != nil {
+					err = fmt.Errorf("connection %d: %w", i, err)
+					dialErr.Store(&err)
+					return
+				}
+				conns[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	if p := dialErr.Load(); p != nil {
+		return nil, *p
+	}
+	return conns, nil
 }

@@ -95,39 +95,15 @@ func runClientProcess() int {
 	addr := os.Getenv(clientAddrEnv)
 	n, _ := strconv.Atoi(os.Getenv(clientConnsEnv))
 	msgs, _ := strconv.Atoi(os.Getenv(clientMsgsEnv))
-	streams := make([]rawStream, n)
-	var (
-		wg      sync.WaitGroup
-		next    atomic.Int64
-		dialErr atomic.Pointer[error]
-	)
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || dialErr.Load() != nil {
-					return
-				}
-				s, err := openStream(addr)
-				if err != nil {
-					err = fmt.Errorf("stream %d: %w", i, err)
-					dialErr.Store(&err)
-					return
-				}
-				streams[i] = s
-			}
-		}()
-	}
-	wg.Wait()
-	if p := dialErr.Load(); p != nil {
-		fmt.Fprintln(os.Stderr, *p)
+	streams, err := loadtest.DialAll(n, func() (rawStream, error) { return openStream(addr) })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	fmt.Println("ready")
 
 	var (
+		wg                 sync.WaitGroup
 		h                  loadtest.Histogram
 		received, messages atomic.Int64
 		closed             atomic.Int64

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gofanout/fanout/internal/loadtest"
 )
 
 // rawConn is a minimal WebSocket client for benchmarks: no goroutine of its
@@ -174,37 +176,15 @@ func runClientProcess() int {
 	if mode == "flood" {
 		readBuf = 64 << 10
 	}
-	conns := make([]*rawConn, n)
-	var (
-		wg      sync.WaitGroup
-		next    atomic.Int64
-		dialErr atomic.Pointer[error]
-	)
-	for w := 0; w < 64; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || dialErr.Load() != nil {
-					return
-				}
-				rc, err := dialRaw(addr, readBuf)
-				if err == nil {
-					err = rc.subscribe("bench")
-				}
-				if err != nil {
-					err = fmt.Errorf("connection %d: %w", i, err)
-					dialErr.Store(&err)
-					return
-				}
-				conns[i] = rc
-			}
-		}()
-	}
-	wg.Wait()
-	if p := dialErr.Load(); p != nil {
-		fmt.Fprintln(os.Stderr, *p)
+	conns, err := loadtest.DialAll(n, func() (*rawConn, error) {
+		rc, err := dialRaw(addr, readBuf)
+		if err == nil {
+			err = rc.subscribe("bench")
+		}
+		return rc, err
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	fmt.Println("ready")
@@ -220,6 +200,7 @@ func runClientProcess() int {
 		return 0
 	}
 
+	var wg sync.WaitGroup
 	var received, messages, closed atomic.Int64
 	var mu sync.Mutex // guards codes
 	codes := map[string]int{}
