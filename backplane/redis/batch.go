@@ -17,8 +17,9 @@ import (
 )
 
 // Publishes are sent in batches: concurrent publishes queue, and each
-// batch goes to Redis in one pipeline of script calls, so that Redis reads,
-// and the client writes and reads, many publishes per system call. No
+// batch goes to Redis in one call of the publish script (or, with a
+// cluster or ring, one pipeline of calls), so that Redis runs one script,
+// and the client writes and reads one command, for many publishes. No
 // publish waits for a batch to fill: a sender starts as soon as a publish
 // arrives and takes whatever is queued; what arrives while its pipeline is
 // in flight goes in the next one. At most maxPipelines pipelines are in
@@ -36,8 +37,8 @@ import (
 // script need not read the run_id itself (see publishScript).
 //
 // Each such connection has a log in Redis, {prefix}:sender:<random>, a
-// list that the publish script appends each publish's reply to before it
-// writes anything, and only while the log exists (see publishScript). A
+// list that the publish script appends each publish's reply to, and that
+// must exist for the script to write anything (see publishScript). A
 // sender whose connection fails while replies are outstanding drops it,
 // and on a new connection first takes the old log away (recoverScript):
 // the publishes it holds ran, and get their replies from it; those it
@@ -45,10 +46,10 @@ import (
 // finds no log and stops, so they are sent again as new. A publish is
 // thus stored once without a record per publish beyond its batch, and
 // is sent up to the client's MaxRetries times more. With any other client
-// (a ClusterClient, a Ring), a batch is one client.Pipelined call, which
-// go-redis splits by node, redirects and retries itself; each publish
-// then carries a retry ID (see publishScript), and the script reads the
-// run_id.
+// (a ClusterClient, a Ring), a batch is one client.Pipelined call of a
+// script call per publish, which go-redis splits by node, redirects and
+// retries itself; each publish then carries a retry ID (see
+// publishScript), and the script reads the run_id.
 const (
 	maxBatch     = 64
 	maxPipelines = 2
@@ -63,9 +64,18 @@ const (
 
 // publishReq is one queued publish.
 type publishReq struct {
-	ctx  context.Context
-	keys []string
-	args publishArgs
+	ctx context.Context
+	// keys are the topic's pos, stream, snap, idem:ID (idem: without an
+	// idempotency key), retry and retryold.
+	keys [6]string
+	// channel, body, msgKey, idemID and opts are the publish's arguments
+	// of the publish script; rid is its retry ID, "" when it has none.
+	channel string
+	body    []byte
+	msgKey  string
+	idemID  string
+	opts    string
+	rid     string
 	// sent counts the attempts to send it.
 	sent int
 	// log and n name the entry of a log that the publish was sent with
@@ -76,15 +86,22 @@ type publishReq struct {
 	done chan publishRes // capacity 1
 }
 
+// publishRes is the outcome of a publish: created (1 for a new message,
+// 0 for one published before under its idempotency key) and its position
+// "epoch seq", or an error.
 type publishRes struct {
-	reply []any
-	err   error
+	created int64
+	pos     string
+	err     error
 }
 
 // batcher queues publishes and runs their senders.
 type batcher struct {
 	client goredis.UniversalClient
 	prefix string // of the senders' logs
+	// header holds the publish script's arguments that depend on the
+	// options only.
+	header publishHeader
 	// single is client when it is a *goredis.Client: senders own
 	// connections and read the run_id once per connection.
 	single *goredis.Client
@@ -105,8 +122,8 @@ type batcher struct {
 	wg      sync.WaitGroup // senders
 }
 
-func newBatcher(c goredis.UniversalClient, prefix string) *batcher {
-	q := &batcher{client: c, prefix: prefix, pipelines: maxPipelines, maxQueued: maxQueued, minWait: 8 * time.Millisecond, maxWait: 512 * time.Millisecond}
+func newBatcher(c goredis.UniversalClient, prefix string, a *scriptArgs) *batcher {
+	q := &batcher{client: c, prefix: prefix, header: a.header(), pipelines: maxPipelines, maxQueued: maxQueued, minWait: 8 * time.Millisecond, maxWait: 512 * time.Millisecond}
 	if single, ok := c.(*goredis.Client); ok && single.Options().PoolSize/4 > 0 {
 		q.single = single
 		q.pipelines = min(maxPipelines, single.Options().PoolSize/4)
@@ -122,19 +139,19 @@ func newBatcher(c goredis.UniversalClient, prefix string) *batcher {
 	return q
 }
 
-// do queues a publish and waits for its reply or the end of ctx.
-func (q *batcher) do(ctx context.Context, keys []string, args *publishArgs) ([]any, error) {
-	r := &publishReq{ctx: ctx, keys: keys, args: *args, done: make(chan publishRes, 1)}
+// do queues a publish and waits for its outcome or the end of its
+// context.
+func (q *batcher) do(r *publishReq) (publishRes, error) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		return nil, fanout.ErrClosed
+		return publishRes{}, fanout.ErrClosed
 	}
 	if len(q.queue) >= q.maxQueued {
 		q.dropAbandoned()
 		if n := len(q.queue); n >= q.maxQueued {
 			q.mu.Unlock()
-			return nil, fmt.Errorf("%w: %d publishes wait for Redis", fanout.ErrUnavailable, n)
+			return publishRes{}, fmt.Errorf("%w: %d publishes wait for Redis", fanout.ErrUnavailable, n)
 		}
 	}
 	q.queue = append(q.queue, r)
@@ -146,9 +163,9 @@ func (q *batcher) do(ctx context.Context, keys []string, args *publishArgs) ([]a
 	q.mu.Unlock()
 	select {
 	case res := <-r.done:
-		return res.reply, res.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		return res, res.err
+	case <-r.ctx.Done():
+		return publishRes{}, r.ctx.Err()
 	}
 }
 
@@ -344,7 +361,7 @@ func (q *batcher) recover(ctx context.Context, sc *senderConn, batch []*publishR
 	if !slices.ContainsFunc(batch, func(r *publishReq) bool { return r.log != "" }) {
 		return batch, nil
 	}
-	ran := make(map[string]map[int64][]any)
+	ran := make(map[string]map[int64]publishRes)
 	for _, r := range batch {
 		if r.log == "" || ran[r.log] != nil {
 			continue
@@ -353,23 +370,23 @@ func (q *batcher) recover(ctx context.Context, sc *senderConn, batch []*publishR
 		if err != nil {
 			return batch, err
 		}
-		byN := make(map[int64][]any, len(entries))
+		byN := make(map[int64]publishRes, len(entries))
 		for _, e := range entries {
 			n, created, pos, err := parseLogEntry(e)
 			if err != nil {
 				return batch, err
 			}
-			byN[n] = []any{created, pos}
+			byN[n] = outcome(created, pos)
 		}
 		ran[r.log] = byN
 	}
 	rest := batch[:0]
 	for _, r := range batch {
 		if r.log != "" {
-			reply, ok := ran[r.log][r.n]
+			res, ok := ran[r.log][r.n]
 			r.log = ""
 			if ok {
-				r.done <- publishRes{reply: reply}
+				r.done <- res
 				continue
 			}
 		}
@@ -378,16 +395,85 @@ func (q *batcher) recover(ctx context.Context, sc *senderConn, batch []*publishR
 	return rest, nil
 }
 
-// parseLogEntry parses an entry of a sender's log: "n created epoch seq".
+// outcome is a publish's outcome as the publish script gives it.
+func outcome(created int64, pos string) publishRes {
+	if created == -2 {
+		return publishRes{err: replyError(pos)}
+	}
+	return publishRes{created: created, pos: pos}
+}
+
+// replyError is the error reply of Redis that failed one publish of a
+// publish script call: a [goredis.Error], like the reply of a call.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}
+
+// parseLogEntry parses an entry of a sender's log: "n created epoch seq",
+// or "n -2 error" for a publish that failed.
 func parseLogEntry(e string) (n, created int64, pos string, err error) {
 	nText, rest, ok1 := strings.Cut(e, " ")
 	createdText, pos, ok2 := strings.Cut(rest, " ")
 	n, err1 := strconv.ParseInt(nText, 10, 64)
 	created, err2 := strconv.ParseInt(createdText, 10, 64)
-	if !ok1 || !ok2 || err1 != nil || err2 != nil {
+	if !ok1 || !ok2 || err1 != nil || err2 != nil || created < -2 || created == -1 || created > 1 {
 		return 0, 0, "", fmt.Errorf("malformed entry %q in a sender's log", e)
 	}
 	return n, created, pos, nil
+}
+
+// command returns the keys and arguments of a publish script call that
+// carries batch: logged to log from the entry number first on, or
+// without a log (log "") with each publish's retry keys and ID.
+func (q *batcher) command(batch []*publishReq, runID, log string, first int64) ([]string, []any) {
+	h := q.header
+	h[hdrNewEpoch] = newEpoch()
+	h[hdrRunID] = runID
+	nk := 6
+	if log != "" {
+		h[hdrLogN] = first
+		nk = 4
+	}
+	keys := make([]string, 0, 1+nk*len(batch))
+	if log != "" {
+		keys = append(keys, log)
+	}
+	args := make([]any, numHeader, numHeader+7*len(batch))
+	copy(args, h[:])
+	for _, r := range batch {
+		keys = append(keys, r.keys[:nk]...)
+		args = append(args, r.channel, r.body, r.msgKey, r.idemID, r.opts)
+		if log == "" {
+			args = append(args, r.rid, "1") // go-redis may send it again
+		}
+	}
+	return keys, args
+}
+
+// replies parses a publish script's reply for n publishes; gone reports
+// that the sender's log was gone, and nothing ran.
+func replies(cmd *goredis.Cmd, n int) (res []publishRes, gone bool, err error) {
+	s, err := cmd.Slice()
+	if err != nil {
+		return nil, false, err
+	}
+	if len(s) == 1 && s[0] == int64(-1) {
+		return nil, true, nil
+	}
+	if len(s) != 2*n {
+		return nil, false, fmt.Errorf("redis backplane: publish script: %d replies for %d publishes", len(s)/2, n)
+	}
+	res = make([]publishRes, n)
+	for i := range res {
+		created, ok1 := s[2*i].(int64)
+		pos, ok2 := s[2*i+1].(string)
+		if !ok1 || !ok2 {
+			return nil, false, fmt.Errorf("redis backplane: publish script: unexpected reply %v", s[2*i:2*i+2])
+		}
+		res[i] = outcome(created, pos)
+	}
+	return res, false, nil
 }
 
 // sendOn sends batch on sc (a new connection when sc is nil) and answers
@@ -413,79 +499,47 @@ func (q *batcher) sendOn(sc *senderConn, batch []*publishReq) *senderConn {
 	} else if len(batch) == 0 {
 		return sc
 	}
-	for i, r := range batch {
+	first := sc.next + 1
+	for _, r := range batch {
 		sc.next++
 		r.n = sc.next
-		r.keys[4] = sc.log
-		r.keys = r.keys[:5]
-		r.args[argRunID] = sc.runID
-		r.args[argLog] = strconv.FormatInt(r.n, 10)
-		r.args[argLogTTL] = ""
-		if i == 0 {
-			r.args[argLogTTL] = logTTLArg
+	}
+	keys, args := q.command(batch, sc.runID, sc.log, first)
+	res, gone, err := replies(sc.conn.EvalSha(ctx, publishHash, keys, args...), len(batch))
+	switch {
+	case err == nil && !gone:
+		for i, r := range batch {
+			r.done <- res[i]
 		}
-	}
-	var one [1]*goredis.Cmd
-	cmds := one[:]
-	if len(batch) == 1 { // no pipeline: what a lone publish costs
-		r := batch[0]
-		one[0] = sc.conn.EvalSha(ctx, publishHash, r.keys, r.args[:]...)
-	} else {
-		cmds = make([]*goredis.Cmd, len(batch))
-		_, _ = sc.conn.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			for i, r := range batch {
-				cmds[i] = p.EvalSha(ctx, publishHash, r.keys, r.args[:]...)
-			}
-			return nil
-		})
-	}
-	var (
-		again  []*publishReq
-		err    error // of the first publish to send again
-		broken bool
-	)
-	for i, r := range batch {
-		e := cmds[i].Err()
-		switch {
-		case e == nil:
-			reply := sliceOf(cmds[i])
-			if len(reply) == 0 || reply[0] != int64(-1) {
-				r.done <- publishRes{reply: reply}
-				continue
-			}
-			// It did not run: the log is gone (expired while the
-			// connection was idle, deleted, or lost with Redis's
-			// data). The next connection makes a new one; the
-			// attempt does not count against MaxRetries, the
-			// context still bounds it.
-			e = errLogGone
+		return sc
+	case gone:
+		// Nothing ran: the log is gone (expired while the connection
+		// was idle, deleted, or lost with Redis's data). The next
+		// connection makes a new one; the attempt does not count
+		// against MaxRetries, the context still bounds it.
+		err = errLogGone
+		for _, r := range batch {
 			r.sent--
-			broken = true
-		case isNoScript(e):
-			// It did not run: the script was flushed. The next
-			// connection loads it again.
-			broken = true
-		case isRedisError(e) && !retryable(e):
-			r.done <- publishRes{err: e}
-			continue
-		case !isRedisError(e):
-			// It may have run: the log tells.
+		}
+	case isNoScript(err):
+		// Nothing ran: the script was flushed. The next connection
+		// loads it again.
+	case isRedisError(err) && !retryable(err):
+		for _, r := range batch {
+			r.done <- publishRes{err: err}
+		}
+		return sc
+	case isRedisError(err):
+		// Nothing ran, and may run later.
+	default:
+		// It may have run: the log tells.
+		for _, r := range batch {
 			r.log = sc.log
-			broken = true
 		}
-		if err == nil {
-			err = e
-		}
-		again = append(again, r)
 	}
-	if broken {
-		sc.conn.Close()
-		sc = nil
-	}
-	if len(again) > 0 {
-		q.retry(again, err)
-	}
-	return sc
+	sc.conn.Close()
+	q.retry(batch, err)
+	return nil
 }
 
 // errLogGone says that a publish did not run because its sender's log was
@@ -527,37 +581,34 @@ func (q *batcher) retry(batch []*publishReq, err error) {
 func (q *batcher) sendPipelined(batch []*publishReq) {
 	ctx, cancel := batchContext(batch)
 	defer cancel()
-	cmds := make([]*goredis.Cmd, len(batch))
+	type call struct {
+		keys []string
+		args []any
+		cmd  *goredis.Cmd
+	}
+	calls := make([]call, len(batch))
 	_, _ = q.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for i, r := range batch {
-			r.args[argRunID] = ""
-			r.args[argResent] = "1" // go-redis may send it again
-			cmds[i] = p.EvalSha(ctx, publishHash, r.keys, r.args[:]...)
+		for i := range batch {
+			c := &calls[i]
+			c.keys, c.args = q.command(batch[i:i+1], "", "", 0)
+			c.cmd = p.EvalSha(ctx, publishHash, c.keys, c.args...)
 		}
 		return nil
 	})
 	for i, r := range batch {
-		cmd := cmds[i]
+		c := calls[i]
+		cmd := c.cmd
 		if isNoScript(cmd.Err()) {
 			// Run loads it on every node that lacks it.
-			cmd = publishScript.Run(r.ctx, q.client, r.keys, r.args[:]...)
+			cmd = publishScript.Run(r.ctx, q.client, c.keys, c.args...)
 		}
-		if err := cmd.Err(); err != nil {
+		res, _, err := replies(cmd, 1)
+		if err != nil {
 			r.done <- publishRes{err: err}
 			continue
 		}
-		r.done <- publishRes{reply: sliceOf(cmd)}
+		r.done <- res[0]
 	}
-}
-
-// sliceOf returns a script's reply as a slice; a reply of another shape
-// gives nil, which the caller reports.
-func sliceOf(cmd *goredis.Cmd) []any {
-	s, err := cmd.Slice()
-	if err != nil {
-		return nil
-	}
-	return s
 }
 
 func isNoScript(err error) bool {

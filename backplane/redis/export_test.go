@@ -20,7 +20,7 @@ func AppendRecord(dst []byte, m *fanout.Message) []byte {
 
 // SetRetryWindow shortens how long the retry IDs of publishes without an
 // idempotency key are kept; call it before the node's first publish.
-func SetRetryWindow(b *Backplane, d time.Duration) { b.args.retryWindow = ms(d) }
+func SetRetryWindow(b *Backplane, d time.Duration) { b.pub.header[hdrRetryWindow] = ms(d) }
 
 // SetMaxQueued sets how many publishes may wait for a pipeline; call it
 // before the node's first publish.

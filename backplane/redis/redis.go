@@ -301,12 +301,13 @@ func New(client goredis.UniversalClient, opts *Options) *Backplane {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	args := newScriptArgs(&o)
 	return &Backplane{
 		client:   client,
 		ctxBound: contextBound(client),
 		opts:     o,
-		args:     newScriptArgs(&o),
-		pub:      newBatcher(client, o.Prefix),
+		args:     args,
+		pub:      newBatcher(client, o.Prefix, &args),
 		log:      log,
 		subs:     make(map[string]*subState),
 		done:     make(chan struct{}),
@@ -350,34 +351,62 @@ func (k *keys) snap() string   { return k.all[2] }
 func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
 // scriptArgs are the arguments of the scripts that depend only on the
-// options, converted once.
+// options, in ms where they are durations (see scripts.go on TTLs).
 type scriptArgs struct {
-	historySize, historyAge, idemWindow any
-	retryWindow                         any
-	idleTTL                             any // for reads
-	slack                               any
-	ttl, streamTTL                      any // of a publish
-	finalTTL, finalStreamTTL            any // of a final publish
-	final, notFinal                     any
+	historySize, historyAge, idemWindow int64
+	idleTTL                             int64 // for reads
+	slack                               int64
+	ttl, streamTTL                      int64 // of a publish
+	finalTTL, finalStreamTTL            int64 // of a final publish
 }
 
 func newScriptArgs(o *Options) scriptArgs {
-	// See scripts.go on TTLs.
 	slack := max(time.Millisecond, min(o.HistoryAge, o.IdleTTL)/64)
 	return scriptArgs{
-		historySize:    o.HistorySize,
+		historySize:    int64(o.HistorySize),
 		historyAge:     ms(o.HistoryAge),
 		idemWindow:     ms(o.IdempotencyWindow),
-		retryWindow:    ms(retryWindow),
 		idleTTL:        ms(o.IdleTTL),
 		slack:          ms(slack),
 		ttl:            ms(o.IdleTTL + slack),
 		streamTTL:      ms(min(o.HistoryAge, o.IdleTTL) + slack),
 		finalTTL:       ms(o.FinalTTL),
 		finalStreamTTL: ms(min(o.HistoryAge, o.FinalTTL)),
-		final:          "1",
-		notFinal:       "",
 	}
+}
+
+// header returns the parts of the publish script's header that a's
+// defaults fill in.
+func (a *scriptArgs) header() publishHeader {
+	var h publishHeader
+	for i := range h {
+		h[i] = ""
+	}
+	h[hdrIdemWindow] = a.idemWindow
+	h[hdrRetryWindow] = ms(retryWindow)
+	h[hdrLogTTL] = logTTLArg
+	h[hdrHistorySize] = a.historySize
+	h[hdrHistoryAge] = a.historyAge
+	h[hdrSlack] = a.slack
+	h[hdrTTL] = a.ttl
+	h[hdrStreamTTL] = a.streamTTL
+	return h
+}
+
+// opts returns a publish's opts argument of the publish script, for
+// history limits and TTLs a: "F size age slack ttl streamTTL".
+func (a *scriptArgs) opts(final bool) string {
+	ttl, streamTTL, f := a.ttl, a.streamTTL, byte('0')
+	if final {
+		ttl, streamTTL, f = a.finalTTL, a.finalStreamTTL, '1'
+	}
+	buf := make([]byte, 0, 64)
+	buf = append(buf, f)
+	for _, v := range [...]int64{a.historySize, a.historyAge, a.slack, ttl, streamTTL} {
+		buf = append(buf, ' ')
+		buf = strconv.AppendInt(buf, v, 10)
+	}
+	return string(buf)
 }
 
 // Open implements [fanout.Backplane].
@@ -414,56 +443,36 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 		return fanout.Position{}, err
 	}
 	k := b.keys(m.Topic)
-	a := b.argsFor(m)
-	ttl, streamTTL, final := a.ttl, a.streamTTL, a.notFinal
-	if m.Final() {
-		ttl, streamTTL, final = a.finalTTL, a.finalStreamTTL, a.final
+	r := &publishReq{
+		ctx:     ctx,
+		keys:    k.all,
+		channel: k.base,
+		body:    appendBody(nil, m),
+		msgKey:  m.Key,
+		idemID:  idempotencyKey,
+		done:    make(chan publishRes, 1),
+	}
+	r.keys[3] += idempotencyKey
+	if a := b.argsFor(m); a != &b.args || m.Final() {
+		r.opts = a.opts(m.Final())
 	}
 	// A publish without an idempotency key that go-redis may send
 	// again by itself gets a random retry ID, which every copy carries;
 	// the batcher's own connections log publishes instead (see
 	// publishScript).
-	var rid string
 	if idempotencyKey == "" && b.pub.single == nil {
-		rid = retryID()
+		r.rid = retryID()
 	}
-	var args publishArgs
-	args[argNewEpoch] = newEpoch()
-	args[argBody] = appendBody(nil, m)
-	args[argKey] = m.Key
-	args[argHistorySize] = a.historySize
-	args[argHistoryAge] = a.historyAge
-	args[argIdemWindow] = a.idemWindow
-	args[argChannel] = k.base
-	args[argIdemID] = idempotencyKey
-	args[argTTL] = ttl
-	args[argFinal] = final
-	args[argSlack] = a.slack
-	args[argStreamTTL] = streamTTL
-	args[argRetryID] = rid
-	args[argRetryWindow] = a.retryWindow
-	args[argRunID] = "" // the batcher sets it, argResent and the log
-	args[argResent] = ""
-	args[argLog] = ""
-	args[argLogTTL] = ""
-	keys := k.all[:]
-	if idempotencyKey != "" {
-		keys[3] += idempotencyKey
-	}
-	res, err := b.pub.do(ctx, keys, &args)
+	res, err := b.pub.do(r)
 	if err != nil {
 		return fanout.Position{}, b.opError("publish", err)
 	}
-	if len(res) != 2 {
-		return fanout.Position{}, fmt.Errorf("redis backplane: publish: unexpected reply %v", res)
-	}
-	created, _ := res[0].(int64)
-	text, _ := res[1].(string)
-	epoch, seqText, _ := strings.Cut(text, " ")
+	epoch, seqText, _ := strings.Cut(res.pos, " ")
 	seq, err := strconv.ParseUint(seqText, 10, 64)
 	if err != nil {
-		return fanout.Position{}, fmt.Errorf("redis backplane: publish: unexpected position %q", text)
+		return fanout.Position{}, fmt.Errorf("redis backplane: publish: unexpected position %q", res.pos)
 	}
+	created := res.created
 	pos := fanout.Position{Epoch: epoch, Seq: seq}
 	if created == 1 || idempotencyKey == "" {
 		// A publish without a key that found its own ID was stored by

@@ -79,32 +79,43 @@ import goredis "github.com/redis/go-redis/v9"
 // makes the next publish set every TTL, and a stream that expired did so
 // at least slack after the last setting.
 
-// publishScript assigns the next position, stores and publishes one
-// message.
+// publishScript assigns the next positions, stores and publishes a batch
+// of messages, in order: one call carries every publish of a batch (on a
+// connection that a sender owns, see batch.go), or one publish (with any
+// other client, whose pipelines go-redis splits by node, so that one
+// call's keys share one hash tag).
 //
-// KEYS: pos, stream, snap, idem:ID (idem: without an idempotency key), and
-// then retry, retryold, or for a logged publish the sender's log
-// ARGV: the publish arguments, in the order of the arg* constants (see
-// publishArgs); the script names them in the same order on its first
-// line, so that an argument is added at the end of both lists.
-// Returns {1, "epoch seq"} for a new message, {0, "epoch seq"} with the
-// position first published under the idempotency ID, or {-1, ""} when
-// the sender's log is gone: then the script wrote nothing.
+// ARGV starts with a header, in the order of the hdr* constants (see
+// batchCommand), then the arguments of each publish in turn: channel,
+// body, message key ("" for none), idempotency key ("" for none), and
+// opts: "" for the backplane's history limits and TTLs on a publish that
+// is not final, else "F size age slack ttl streamTTL" (F "1" for a final
+// publish). In a logged call (the header's logN set) KEYS[1] is the
+// sender's log and each publish has the keys pos, stream, snap and idem:ID
+// (idem: without an idempotency key); otherwise each publish has those,
+// then retry and retryold, and two more arguments: its retry ID ("" with
+// an idempotency key) and resent ("1" when an earlier copy may have run).
+//
+// Returns, for each publish in turn, two elements: 1 and "epoch seq" for a
+// new message, 0 and the position first published under the idempotency
+// key, or -2 and an error text for a publish that failed (a key of the
+// wrong type): each publish runs in a protected call, so that one's error
+// does not stop the others. Returns {-1} when the sender's log is gone:
+// then the call wrote nothing.
 //
 // A publish carries a retry ID or an entry number of its sender's log,
 // never both; they make the publish idempotent when it is sent again
 // after its connection failed, in two ways (see batch.go):
 //
 //   - A sender that owns its connection (a *goredis.Client) logs every
-//     publish it sends: logN numbers the publish on that connection, and
-//     the script appends "logN created epoch seq" to the log (a list
-//     whose first element is a placeholder), after its reads and before
-//     its writes, with RPUSHX: when the log is gone the script stops
-//     there and writes nothing. The first publish of each batch (logTTL
-//     set) drops the entries of the batches before, whose replies were
-//     read, and sets the log's TTL. When the connection fails, the sender
-//     takes the log away (recoverScript) on a new connection: what it
-//     holds ran, with these replies; what it does not hold never runs.
+//     publish it sends. The call first sets the log's TTL, which fails
+//     when the log is gone: then it stops there and writes nothing. It
+//     drops the entries of the calls before, whose replies were read, and
+//     at its end appends "n created epoch seq" (or "n -2 error") for each
+//     publish, numbered from logN. A call runs whole, so the log holds
+//     every publish of a call that ran. When the connection fails, the
+//     sender takes the log away (recoverScript) on a new connection: what
+//     it holds ran, with these replies; what it does not hold never runs.
 //   - With any other client, go-redis may send a pipeline again by itself:
 //     the publish carries a random retry ID, which the script stores in
 //     the hash retry (with its position), and resent is "1" when an
@@ -121,118 +132,146 @@ import goredis "github.com/redis/go-redis/v9"
 // runID is the run_id of the Redis process that runs the script, read by
 // the caller on the connection that carries the script (a connection
 // never outlives its process), or "" to have the script read it (INFO
-// server, about 5µs of Redis time).
+// server, about 5µs of Redis time). Every topic that starts an epoch in
+// one call starts it with newEpoch: epochs are compared within a topic
+// only.
 const publishSource = `
-local newEpoch, body, msgKey, historySize, historyAge, idemWindow, channel, id, ttlArg, finalArg, slack, streamTTL, rid, retryWindow, runID, resent, logN, logTTL = unpack(ARGV)
-local server = runID
+local newEpoch, server, idemWindow, retryWindow, logN, logTTL, dSize, dAge, dSlack, dTTL, dStreamTTL = unpack(ARGV, 1, 11)
 if server == '' then
 	local info = redis.call('INFO', 'server')
 	local at = string.find(info, 'run_id:', 1, true)
 	server = string.sub(info, at + 7, at + 46)
 end
-local function logged(created, pos)
-	if logN == '' then
-		return true
+local logged = logN ~= ''
+local k, a, nk, na = 1, 12, 6, 7
+if logged then
+	if redis.call('PEXPIRE', KEYS[1], logTTL) == 0 then
+		return {-1}
 	end
-	if logTTL ~= '' then
-		redis.call('LTRIM', KEYS[5], 0, 0)
-		redis.call('PEXPIRE', KEYS[5], logTTL)
-	end
-	return redis.call('RPUSHX', KEYS[5], logN .. ' ' .. created .. ' ' .. pos) > 0
+	redis.call('LTRIM', KEYS[1], 0, 0)
+	k, nk, na = 2, 4, 5
 end
-local h = redis.call('HMGET', KEYS[1], 'e', 's', 'f', 'r', 'b', 't')
-local epoch, seq = h[1], tonumber(h[2])
-local fresh = not epoch or not seq
-if fresh then
-	epoch, seq = newEpoch, 0
-elseif id ~= '' then
-	local prev = redis.call('GET', KEYS[4])
-	if prev and string.sub(prev, 1, #epoch + 1) == epoch .. ' ' then
-		if not logged(0, prev) then
-			return {-1, ''}
+local function publish(kPos, kStream, kSnap, kIdem, kRetry, kRetryOld, channel, body, msgKey, id, opts, rid, resent)
+	local final, historySize, historyAge, slack, ttl, streamTTL = false, dSize, dAge, dSlack, dTTL, dStreamTTL
+	if opts ~= '' then
+		local f
+		f, historySize, historyAge, slack, ttl, streamTTL = string.match(opts, '^(%d) (%d+) (%d+) (%d+) (%d+) (%d+)$')
+		final = f == '1'
+	end
+	ttl = tonumber(ttl)
+	local h = redis.call('HMGET', kPos, 'e', 's', 'f', 'r', 'b', 't')
+	local epoch, seq = h[1], tonumber(h[2])
+	local fresh = not epoch or not seq
+	if fresh then
+		epoch, seq = newEpoch, 0
+	elseif id ~= '' then
+		local prev = redis.call('GET', kIdem)
+		if prev and string.sub(prev, 1, #epoch + 1) == epoch .. ' ' then
+			return 0, prev
 		end
-		return {0, prev}
+	elseif rid ~= '' and resent ~= '' then
+		local prev = redis.call('HGET', kRetry, rid) or redis.call('HGET', kRetryOld, rid)
+		if prev then
+			return 0, prev
+		end
 	end
-elseif rid ~= '' and resent ~= '' then
-	local prev = redis.call('HGET', KEYS[5], rid) or redis.call('HGET', KEYS[6], rid)
-	if prev then
-		return {0, prev}
+	local moved = not fresh and h[5] ~= server
+	if moved then
+		epoch = newEpoch
 	end
-end
-local moved = not fresh and h[5] ~= server
-if moved then
-	epoch = newEpoch
-end
-seq = seq + 1
-local seqText = string.format('%d', seq)
-local pos = epoch .. ' ' .. seqText
-if not logged(1, pos) then
-	return {-1, ''}
-end
-if fresh then
-	if rid ~= '' then
-		redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6])
-	else
-		redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-	end
-end
-if moved then
-	redis.call('DEL', KEYS[2])
-	local snap = redis.call('HGETALL', KEYS[3])
-	for i = 1, #snap, 2 do
-		local rec = snap[i + 1]
-		redis.call('HSET', KEYS[3], snap[i], epoch .. string.sub(rec, (string.find(rec, ' ', 1, true))))
-	end
-end
-local rec = pos .. ' ' .. body
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', historySize, '*', 'm', rec)
-local now = tonumber(string.sub(entry, 1, string.find(entry, '-', 1, true) - 1))
-local final = finalArg == '1'
-local ttl = tonumber(ttlArg)
-local refresh = fresh or moved or final or h[3] or now - tonumber(h[4] or 0) >= tonumber(slack)
-if refresh then
-	redis.call('HSET', KEYS[1], 'e', epoch, 's', seqText, 'r', string.format('%d', now), 'b', server)
-	if final then
-		redis.call('HSET', KEYS[1], 'f', 1)
-	elseif h[3] then
-		redis.call('HDEL', KEYS[1], 'f')
-	end
-	redis.call('PEXPIRE', KEYS[1], ttl)
-else
-	redis.call('HSET', KEYS[1], 's', seqText)
-end
-if refresh then
-	local age = tonumber(historyAge)
-	if now > age then
-		redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', now - age))
-	end
-	redis.call('PEXPIRE', KEYS[2], streamTTL)
-end
-local newKey = msgKey ~= '' and redis.call('HSET', KEYS[3], msgKey, rec) == 1
-if refresh or newKey then
-	redis.call('PEXPIRE', KEYS[3], ttl)
-end
-if id ~= '' then
-	redis.call('SET', KEYS[4], pos, 'PX', math.min(tonumber(idemWindow), ttl))
-end
-if rid ~= '' then
-	local window = tonumber(retryWindow)
-	local rotate = now - tonumber(h[6] or 0) >= window
-	if rotate then
-		if redis.call('EXISTS', KEYS[5]) == 1 then
-			redis.call('RENAME', KEYS[5], KEYS[6])
+	seq = seq + 1
+	local seqText = string.format('%d', seq)
+	local pos = epoch .. ' ' .. seqText
+	if fresh then
+		if rid ~= '' then
+			redis.call('DEL', kPos, kStream, kSnap, kRetry, kRetryOld)
 		else
-			redis.call('DEL', KEYS[6])
+			redis.call('DEL', kPos, kStream, kSnap)
 		end
-		redis.call('HSET', KEYS[1], 't', string.format('%d', now))
 	end
-	redis.call('HSET', KEYS[5], rid, pos)
-	if rotate or refresh then
-		redis.call('PEXPIRE', KEYS[5], math.min(2 * window, ttl))
+	if moved then
+		redis.call('DEL', kStream)
+		local snap = redis.call('HGETALL', kSnap)
+		for i = 1, #snap, 2 do
+			local rec = snap[i + 1]
+			redis.call('HSET', kSnap, snap[i], epoch .. string.sub(rec, (string.find(rec, ' ', 1, true))))
+		end
 	end
+	local rec = pos .. ' ' .. body
+	local entry = redis.call('XADD', kStream, 'MAXLEN', historySize, '*', 'm', rec)
+	local now = tonumber(string.sub(entry, 1, string.find(entry, '-', 1, true) - 1))
+	local refresh = fresh or moved or final or h[3] or now - tonumber(h[4] or 0) >= tonumber(slack)
+	if refresh then
+		redis.call('HSET', kPos, 'e', epoch, 's', seqText, 'r', string.format('%d', now), 'b', server)
+		if final then
+			redis.call('HSET', kPos, 'f', 1)
+		elseif h[3] then
+			redis.call('HDEL', kPos, 'f')
+		end
+		redis.call('PEXPIRE', kPos, ttl)
+	else
+		redis.call('HSET', kPos, 's', seqText)
+	end
+	if refresh then
+		local age = tonumber(historyAge)
+		if now > age then
+			redis.call('XTRIM', kStream, 'MINID', string.format('%d', now - age))
+		end
+		redis.call('PEXPIRE', kStream, streamTTL)
+	end
+	local newKey = msgKey ~= '' and redis.call('HSET', kSnap, msgKey, rec) == 1
+	if refresh or newKey then
+		redis.call('PEXPIRE', kSnap, ttl)
+	end
+	if id ~= '' then
+		redis.call('SET', kIdem, pos, 'PX', math.min(tonumber(idemWindow), ttl))
+	end
+	if rid ~= '' then
+		local window = tonumber(retryWindow)
+		local rotate = now - tonumber(h[6] or 0) >= window
+		if rotate then
+			if redis.call('EXISTS', kRetry) == 1 then
+				redis.call('RENAME', kRetry, kRetryOld)
+			else
+				redis.call('DEL', kRetryOld)
+			end
+			redis.call('HSET', kPos, 't', string.format('%d', now))
+		end
+		redis.call('HSET', kRetry, rid, pos)
+		if rotate or refresh then
+			redis.call('PEXPIRE', kRetry, math.min(2 * window, ttl))
+		end
+	end
+	redis.call('PUBLISH', channel, rec)
+	return 1, pos
 end
-redis.call('PUBLISH', channel, rec)
-return {1, pos}
+local out, entries = {}, {}
+local n = tonumber(logN)
+while a <= #ARGV do
+	local rid, resent = '', ''
+	if not logged then
+		rid, resent = ARGV[a + 5], ARGV[a + 6]
+	end
+	local ok, created, pos = pcall(publish, KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5],
+		ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], rid, resent)
+	if not ok then
+		if type(created) == 'table' then
+			created = created.err
+		end
+		created, pos = -2, tostring(created)
+	end
+	out[#out + 1] = created
+	out[#out + 1] = pos
+	if logged then
+		entries[#entries + 1] = string.format('%d %d ', n, created) .. pos
+		n = n + 1
+	end
+	k, a = k + nk, a + na
+end
+if logged then
+	redis.call('RPUSH', KEYS[1], unpack(entries))
+end
+return out
 `
 
 var (
@@ -240,31 +279,25 @@ var (
 	publishHash   = publishScript.Hash()
 )
 
-// The publish script's arguments: publishArgs[argX] is ARGV[argX+1].
+// The header of the publish script's arguments: header[hdrX] is
+// ARGV[hdrX+1].
 const (
-	argNewEpoch    = iota // a random epoch, for a topic that starts one
-	argBody               // the record's body (appendBody)
-	argKey                // the message's key, "" for none
-	argHistorySize        // HistorySize
-	argHistoryAge         // HistoryAge in ms
-	argIdemWindow         // IdempotencyWindow in ms
-	argChannel            // the topic's channel
-	argIdemID             // the idempotency key, "" for none
-	argTTL                // IdleTTL + slack, or FinalTTL, in ms
-	argFinal              // "1" for a final publish, else ""
-	argSlack              // slack in ms
-	argStreamTTL          // the stream's TTL in ms
-	argRetryID            // the retry ID, "" with an idempotency key
-	argRetryWindow        // the retry window in ms
-	argRunID              // the run_id of the Redis process, or ""
-	argResent             // "1" when an earlier copy may have run, else ""
-	argLog                // the entry number in the sender's log, or ""
-	argLogTTL             // the log's TTL in ms for a batch's first publish, else ""
-	numPublishArgs
+	hdrNewEpoch    = iota // a random epoch, for the topics that start one
+	hdrRunID              // the run_id of the Redis process, or ""
+	hdrIdemWindow         // IdempotencyWindow in ms
+	hdrRetryWindow        // the retry window in ms
+	hdrLogN               // the number of the first publish in the sender's log, or ""
+	hdrLogTTL             // the log's TTL in ms
+	hdrHistorySize        // HistorySize
+	hdrHistoryAge         // HistoryAge in ms
+	hdrSlack              // slack in ms
+	hdrTTL                // IdleTTL + slack, in ms
+	hdrStreamTTL          // the stream's TTL in ms
+	numHeader
 )
 
-// publishArgs are the arguments of one publish script call.
-type publishArgs [numPublishArgs]any
+// publishHeader is the header of one publish script call.
+type publishHeader [numHeader]any
 
 // recoverScript takes a sender's log away: it renames the log, so that no
 // publish logged to it runs any more, and returns the entries after the
