@@ -114,16 +114,21 @@ type batcher struct {
 	minWait   time.Duration
 	maxWait   time.Duration
 
+	// wake carries a token to a sender that waits for publishes, one
+	// per sender that do took from idle.
+	wake chan struct{}
+	stop chan struct{} // closed by close
+
 	mu      sync.Mutex // guards the fields below
 	queue   []*publishReq
-	senders int
-	conns   []*senderConn // idle, at most pipelines
+	senders int // running, at most pipelines
+	idle    int // senders that wait for publishes, with no token on its way
 	closed  bool
 	wg      sync.WaitGroup // senders
 }
 
 func newBatcher(c goredis.UniversalClient, prefix string, a *scriptArgs) *batcher {
-	q := &batcher{client: c, prefix: prefix, header: a.header(), pipelines: maxPipelines, maxQueued: maxQueued, minWait: 8 * time.Millisecond, maxWait: 512 * time.Millisecond}
+	q := &batcher{client: c, prefix: prefix, header: a.header(), pipelines: maxPipelines, maxQueued: maxQueued, minWait: 8 * time.Millisecond, maxWait: 512 * time.Millisecond, stop: make(chan struct{})}
 	if single, ok := c.(*goredis.Client); ok && single.Options().PoolSize/4 > 0 {
 		q.single = single
 		q.pipelines = min(maxPipelines, single.Options().PoolSize/4)
@@ -136,6 +141,7 @@ func newBatcher(c goredis.UniversalClient, prefix string, a *scriptArgs) *batche
 			q.maxWait = o.MaxRetryBackoff
 		}
 	}
+	q.wake = make(chan struct{}, q.pipelines)
 	return q
 }
 
@@ -155,7 +161,11 @@ func (q *batcher) do(r *publishReq) (publishRes, error) {
 		}
 	}
 	q.queue = append(q.queue, r)
-	if q.senders < q.pipelines {
+	switch {
+	case q.idle > 0:
+		q.idle--
+		q.wake <- struct{}{}
+	case q.senders < q.pipelines:
 		q.senders++
 		q.wg.Add(1)
 		go q.send()
@@ -169,20 +179,16 @@ func (q *batcher) do(r *publishReq) (publishRes, error) {
 	}
 }
 
-// close stops taking publishes, waits for the senders and closes their
-// connections.
+// close stops taking publishes, and waits for the senders to send what is
+// queued and close their connections.
 func (q *batcher) close() {
 	q.mu.Lock()
-	q.closed = true
+	if !q.closed {
+		q.closed = true
+		close(q.stop)
+	}
 	q.mu.Unlock()
 	q.wg.Wait()
-	q.mu.Lock()
-	conns := q.conns
-	q.conns = nil
-	q.mu.Unlock()
-	for _, c := range conns {
-		c.drop()
-	}
 }
 
 // drop deletes the connection's log, which holds nothing that a caller
@@ -242,50 +248,53 @@ func (q *batcher) requeue(rs []*publishReq) {
 	q.mu.Unlock()
 }
 
-// send is a sender: it sends batches until the queue is empty.
+// send is a sender: it sends batches as publishes come, and waits for
+// them in between, keeping its connection, until close. A sender runs for
+// as long as the backplane, so that a lone publish neither starts a
+// goroutine nor grows its stack.
 func (q *batcher) send() {
 	defer q.wg.Done()
 	var sc *senderConn
 	for {
 		batch := q.take()
-		if batch == nil {
-			q.mu.Lock()
-			if len(q.queue) > 0 { // requeued or queued since take
-				q.mu.Unlock()
-				continue
+		if batch != nil {
+			if q.single == nil {
+				q.sendPipelined(batch)
+			} else {
+				sc = q.sendOn(sc, batch)
 			}
+			continue
+		}
+		q.mu.Lock()
+		switch {
+		case len(q.queue) > 0: // requeued or queued since take
+			q.mu.Unlock()
+			continue
+		case q.closed:
 			q.senders--
-			if sc != nil && len(q.conns) < q.pipelines && !q.closed {
-				q.conns = append(q.conns, sc)
-				sc = nil
-			}
 			q.mu.Unlock()
 			if sc != nil {
 				sc.drop()
 			}
 			return
 		}
-		if q.single == nil {
-			q.sendPipelined(batch)
-			continue
+		q.idle++
+		q.mu.Unlock()
+		select {
+		case <-q.wake:
+		case <-q.stop:
+			q.mu.Lock()
+			if q.idle > 0 {
+				q.idle--
+			} else {
+				// do took this sender's place: its token is in wake.
+				q.mu.Unlock()
+				<-q.wake
+				continue
+			}
+			q.mu.Unlock()
 		}
-		if sc == nil {
-			sc = q.idleConn()
-		}
-		sc = q.sendOn(sc, batch)
 	}
-}
-
-// idleConn returns an idle connection, or nil.
-func (q *batcher) idleConn() *senderConn {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if n := len(q.conns); n > 0 {
-		sc := q.conns[n-1]
-		q.conns = q.conns[:n-1]
-		return sc
-	}
-	return nil
 }
 
 // senderConn is a connection that a sender owns, with the run_id of the
