@@ -20,10 +20,11 @@ import (
 // batch goes to Redis in one call of the publish script (or, with a
 // cluster or ring, one pipeline of calls), so that Redis runs one script,
 // and the client writes and reads one command, for many publishes. No
-// publish waits for a batch to fill: a sender starts as soon as a publish
-// arrives and takes whatever is queued; what arrives while its pipeline is
-// in flight goes in the next one. At most maxPipelines pipelines are in
-// flight per Backplane, each of at most maxBatch publishes; the queue holds
+// publish waits for a batch to fill: a waiting sender wakes as soon as a
+// publish arrives and takes whatever is queued; what arrives while its
+// batch is in flight goes in the next one. At most maxPipelines batches
+// are in flight per Backplane (one per sender), each of at most maxBatch
+// publishes; the queue holds
 // one entry per Publish call that waits for its reply, at most maxQueued,
 // and an entry whose caller gave up is dropped unsent.
 //
@@ -53,7 +54,7 @@ import (
 const (
 	maxBatch     = 64
 	maxPipelines = 2
-	// maxQueued bounds the publishes that wait for a pipeline: beyond
+	// maxQueued bounds the publishes that wait for a batch: beyond
 	// it (Redis hangs, or cannot keep up), a publish fails at once with
 	// ErrUnavailable.
 	maxQueued = 16384
@@ -105,10 +106,11 @@ type batcher struct {
 	// single is client when it is a *goredis.Client: senders own
 	// connections and read the run_id once per connection.
 	single *goredis.Client
-	// pipelines bounds the pipelines in flight, and the connections that
-	// senders keep: at most a quarter of the client's pool.
+	// pipelines bounds the senders, so the batches in flight and the
+	// connections that senders keep: at most a quarter of the client's
+	// pool.
 	pipelines int
-	maxQueued int         // publishes that may wait for a pipeline
+	maxQueued int         // publishes that may wait for a batch
 	retries   int         // sends of a publish after the first, on a failed connection
 	warm      atomic.Bool // the client made a connection before the first Conn
 	minWait   time.Duration
@@ -306,7 +308,7 @@ type senderConn struct {
 	next  int64 // the number of the last publish logged
 }
 
-// batchContext returns a context for a pipeline that carries batch: it
+// batchContext returns a context for the call that carries batch: it
 // ends at the latest deadline among them, and never when one of them has
 // none; a batch of one uses its publish's context.
 func batchContext(batch []*publishReq) (context.Context, context.CancelFunc) {

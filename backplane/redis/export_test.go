@@ -22,7 +22,7 @@ func AppendRecord(dst []byte, m *fanout.Message) []byte {
 // idempotency key are kept; call it before the node's first publish.
 func SetRetryWindow(b *Backplane, d time.Duration) { b.pub.header[hdrRetryWindow] = ms(d) }
 
-// SetMaxQueued sets how many publishes may wait for a pipeline; call it
+// SetMaxQueued sets how many publishes may wait for a batch; call it
 // before the node's first publish.
 func SetMaxQueued(b *Backplane, n int) { b.pub.maxQueued = n }
 

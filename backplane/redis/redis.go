@@ -16,12 +16,13 @@
 // IdempotencyWindow), and publishes the whole message, position
 // included, on the topic's channel. Positions are therefore global and
 // gap-free, and a node that receives a message needs no further read.
-// Concurrent publishes go to Redis in batches, one pipeline of script calls
-// per batch (at most 64 publishes, at most two pipelines in flight per
-// node), so that many publishers share round trips and system calls; a
-// publish that finds no other waiting is sent at once. At most 16,384
-// publishes wait for a pipeline; beyond that (Redis hangs or cannot keep
-// up) a publish fails at once with ErrUnavailable.
+// Concurrent publishes go to Redis in batches, one script call per batch
+// (at most 64 publishes, at most two batches in flight per node; with a
+// ClusterClient or Ring, one pipeline of a call per publish), so that many
+// publishers share round trips, system calls and script calls; a publish
+// that finds no other waiting is sent at once. At most 16,384 publishes
+// wait for a batch; beyond that (Redis hangs or cannot keep up) a publish
+// fails at once with ErrUnavailable.
 // History is read from the stream, snapshots from the hash, each with the
 // topic's position in one atomic script.
 //
