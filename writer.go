@@ -22,7 +22,9 @@ type Conn interface {
 	// WriteFrames writes frames, in order, and returns once they are handed
 	// to the network. It must give up by deadline with an error matching
 	// os.ErrDeadlineExceeded (as a net.Conn write does), so that a client
-	// that stops reading cannot hold the writer.
+	// that stops reading cannot hold the writer. Writes in quick
+	// succession get the same deadline (see ConnOptions.WriteTimeout), which
+	// a transport may leave set rather than set again.
 	WriteFrames(frames []Frame, deadline time.Time) error
 	// WriteHeartbeat writes something that keeps an idle connection open
 	// through proxies and that clients ignore, with the same deadline rule.
@@ -44,6 +46,8 @@ type ConnOptions struct {
 	// WriteTimeout bounds every write. A client that does not take a write
 	// within it is closed with [CloseSlowConsumer] and dropped (its
 	// connection is in the middle of a write: no close frame can follow).
+	// A write's deadline is WriteTimeout from its start rounded up by at
+	// most a sixteenth of it, so that writes in quick succession share one.
 	// Default: [HubOptions.WriteTimeout].
 	WriteTimeout time.Duration
 	// Heartbeat is how long the connection may stay silent: after that long
@@ -378,7 +382,14 @@ func (w *writer) observeWrite(st *batchStats) {
 	w.s.hub.observe(e)
 }
 
-func (w *writer) deadline() time.Time { return time.Now().Add(w.opts.WriteTimeout) }
+// deadline returns the deadline of a write that starts now: WriteTimeout
+// from now, rounded up to a multiple of a sixteenth of it, so that the
+// writes of the same moment share one and a transport that keeps it set
+// need not move a timer for each (see Conn).
+func (w *writer) deadline() time.Time {
+	q := max(w.opts.WriteTimeout/16, time.Millisecond)
+	return time.Now().Add(w.opts.WriteTimeout).Truncate(q).Add(q)
+}
 
 // done records the end of a write. After a failed write it closes the
 // session with the code that says why and aborts the connection; after the

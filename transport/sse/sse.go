@@ -99,7 +99,8 @@ type stream struct {
 	cur      *cursorState
 	snapshot bool // snapshot=1: fresh subscriptions start with a snapshot
 	buf      []byte
-	err      error // the first write error
+	err      error     // the first write error
+	deadline time.Time // the write deadline set last, zero for none
 }
 
 // ServeHTTP serves one stream. See the package documentation.
@@ -314,6 +315,7 @@ func (s *stream) WriteClose(frames []fanout.Frame, cf *fanout.CloseFrame, deadli
 	// What is left to write is the end of the response: the deadline
 	// must not outlive the stream on a connection that serves on.
 	s.rc.SetWriteDeadline(time.Time{})
+	s.deadline = time.Time{}
 	return nil
 }
 
@@ -323,12 +325,16 @@ func (s *stream) Abort() {
 	s.rc.SetWriteDeadline(time.Unix(1, 0))
 }
 
-// setDeadline bounds the writes that follow. A ResponseWriter that cannot
-// set deadlines (ErrNotSupported from a middleware that hides them) leaves
-// the writes unbounded, as before.
+// setDeadline bounds the writes that follow, unless the deadline is set
+// already: consecutive writes mostly share one (see fanout's
+// ConnOptions.WriteTimeout), and setting it moves a runtime timer. After
+// Abort the deadline stays in the past. A ResponseWriter that cannot set
+// deadlines (ErrNotSupported from a middleware that hides them) leaves the
+// writes unbounded, as before.
 func (s *stream) setDeadline(t time.Time) {
-	if s.err == nil {
+	if s.err == nil && !t.Equal(s.deadline) {
 		s.rc.SetWriteDeadline(t)
+		s.deadline = t
 	}
 }
 

@@ -21,7 +21,7 @@ type corkConn struct {
 
 	mu       sync.Mutex
 	buf      *[]byte      // the collected writes while corked; nil otherwise
-	deadline bool         // flush left a write deadline on Conn
+	deadline time.Time    // the write deadline left on Conn by the writer, zero for none
 	dropped  bool         // Close drops what was collected
 	lib      frameTracker // the frames the library wrote, when the writer frames its own
 }
@@ -65,12 +65,12 @@ func (c *corkConn) Write(p []byte) (int, error) {
 		*c.buf = append(*c.buf, p...)
 		return len(p), nil
 	}
-	if c.deadline {
+	if !c.deadline.IsZero() {
 		// The library bounds its own writes by closing the connection.
 		if err := c.Conn.SetWriteDeadline(time.Time{}); err != nil {
 			return 0, err
 		}
-		c.deadline = false
+		c.deadline = time.Time{}
 	}
 	return c.Conn.Write(p)
 }
@@ -108,10 +108,24 @@ func (c *corkConn) flush(deadline time.Time) error {
 	}
 	// The deadline stays set for the next flush to move; a write that is
 	// not a flush clears it first.
-	if err := c.Conn.SetWriteDeadline(deadline); err != nil {
+	if err := c.setDeadline(deadline); err != nil {
 		return err
 	}
-	c.deadline = true
 	_, err := c.Conn.Write(*b)
 	return err
+}
+
+// setDeadline sets the writer's write deadline on Conn, unless it is set
+// already: consecutive writes mostly share one (see fanout's
+// ConnOptions.WriteTimeout), and setting it moves a runtime timer. c.mu is
+// held.
+func (c *corkConn) setDeadline(d time.Time) error {
+	if d.Equal(c.deadline) {
+		return nil
+	}
+	if err := c.Conn.SetWriteDeadline(d); err != nil {
+		return err
+	}
+	c.deadline = d
+	return nil
 }

@@ -83,3 +83,50 @@ func testCorkConn(t *testing.T) {
 		t.Fatalf("flush failed after %v, want 10s", got)
 	}
 }
+
+// deadlineCounter counts the write deadlines set on its connection.
+type deadlineCounter struct {
+	net.Conn
+	set []time.Time
+}
+
+func (d *deadlineCounter) SetWriteDeadline(t time.Time) error {
+	d.set = append(d.set, t)
+	return d.Conn.SetWriteDeadline(t)
+}
+
+// TestDeadlineSetOnce: writes of the writer that share a deadline set it
+// once; a write of the library clears it, and the writer's next write sets
+// it again.
+func TestDeadlineSetOnce(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	go io.Copy(io.Discard, b)
+	dc := &deadlineCounter{Conn: a}
+	c := &corkConn{Conn: dc}
+	defer c.Close()
+	d1 := time.Now().Add(time.Minute)
+	d2 := d1.Add(time.Second)
+	steps := []func() error{
+		func() error { return c.writeFramed([]byte("a"), d1) },
+		func() error { return c.writeFramed([]byte("b"), d1) },
+		func() error { c.cork(); c.Write([]byte("c")); return c.flush(d1) },
+		func() error { return c.writeFramed([]byte("d"), d2) },
+		func() error { _, err := c.Write([]byte("ping")); return err },
+		func() error { return c.writeFramed([]byte("e"), d2) },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	want := []time.Time{d1, d2, {}, d2}
+	if len(dc.set) != len(want) {
+		t.Fatalf("deadlines set: %v, want %v", dc.set, want)
+	}
+	for i := range want {
+		if !dc.set[i].Equal(want[i]) {
+			t.Fatalf("deadlines set: %v, want %v", dc.set, want)
+		}
+	}
+}

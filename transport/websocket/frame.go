@@ -111,10 +111,9 @@ func (c *corkConn) writeFramed(b []byte, deadline time.Time) error {
 	if c.lib.shut {
 		return net.ErrClosed
 	}
-	if err := c.Conn.SetWriteDeadline(deadline); err != nil {
+	if err := c.setDeadline(deadline); err != nil {
 		return err
 	}
-	c.deadline = true
 	_, err := c.Conn.Write(b)
 	return err
 }
