@@ -12,23 +12,33 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
+// newLogTest returns a context that ends with the test, a client of the
+// test Redis, a backplane with a prefix of its own, and a sender's log
+// made as a sender makes it; the log goes when the test ends, taken or
+// not.
+func newLogTest(t *testing.T, name string) (context.Context, *goredis.Client, *Backplane, string) {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	prefix := "fanout-test-" + name + "-" + newEpoch()
+	b := New(c, &Options{Prefix: prefix})
+	t.Cleanup(func() { b.Close() })
+	log := "{" + prefix + "}:sender:test"
+	t.Cleanup(func() { c.Del(context.Background(), log, log+":taken") })
+	if err := c.RPush(ctx, log, "log").Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, c, b, log
+}
+
 // TestStaleCopyFenced: a publish script call logged to a sender's log that
 // reaches Redis after the log was taken away (a copy still in flight on
 // the connection that failed) writes nothing, and says so; recoverScript
 // returns what the last call before ran.
 func TestStaleCopyFenced(t *testing.T) {
-	c := goredis.NewClient(&goredis.Options{Addr: testenv.Redis(t)})
-	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	prefix := "fanout-test-fence-" + newEpoch()
-	b := New(c, &Options{Prefix: prefix})
-	t.Cleanup(func() { b.Close() })
-	log := "{" + prefix + "}:sender:test"
-	t.Cleanup(func() { c.Del(context.Background(), log) })
-	if err := c.RPush(ctx, log, "log").Err(); err != nil {
-		t.Fatal(err)
-	}
+	ctx, c, b, log := newLogTest(t, "fenced")
 	k := b.keys("fenced")
 	t.Cleanup(func() { c.Del(context.Background(), k.all[:]...) })
 	// publish calls the publish script as a sender logging entry n.
@@ -53,7 +63,6 @@ func TestStaleCopyFenced(t *testing.T) {
 	if res := publish(1, "a", "b"); len(res) != 4 || res[0] != int64(1) || res[1] != "e 2" || res[2] != int64(1) || res[3] != "e 3" {
 		t.Fatalf("second call: %v", res)
 	}
-	t.Cleanup(func() { c.Del(context.Background(), log+":taken") })
 	for range 2 { // the second time as when the first reply was lost
 		entries, err := recoverScript.Run(ctx, c, []string{log, log + ":taken"}, 60000).StringSlice()
 		if err != nil {
@@ -78,21 +87,11 @@ func TestStaleCopyFenced(t *testing.T) {
 // script fails alone, and the sender's log holds its error, which a
 // sender that recovers the log answers it with.
 func TestLogHoldsFailedPublish(t *testing.T) {
-	c := goredis.NewClient(&goredis.Options{Addr: testenv.Redis(t)})
-	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	prefix := "fanout-test-failed-" + newEpoch()
-	b := New(c, &Options{Prefix: prefix})
-	t.Cleanup(func() { b.Close() })
-	log := "{" + prefix + "}:sender:test"
+	ctx, c, b, log := newLogTest(t, "failed")
 	fine, broken := b.keys("fine"), b.keys("broken")
 	t.Cleanup(func() {
-		c.Del(context.Background(), append(append([]string{log, log + ":taken"}, fine.all[:]...), broken.all[:]...)...)
+		c.Del(context.Background(), append(fine.all[:], broken.all[:]...)...)
 	})
-	if err := c.RPush(ctx, log, "log").Err(); err != nil {
-		t.Fatal(err)
-	}
 	if err := c.Set(ctx, broken.pos(), "not a hash", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
