@@ -28,3 +28,14 @@ func SetMaxQueued(b *Backplane, n int) { b.pub.maxQueued = n }
 
 // DefaultIdempotencyWindow is Options.IdempotencyWindow's default.
 const DefaultIdempotencyWindow = defaultIdempotencyWindow
+
+// SetPipelines sets how many senders may run; call it before the node's
+// first publish.
+func SetPipelines(b *Backplane, n int) { b.pub.pipelines = n }
+
+// Queued returns how many publishes wait for a sender.
+func Queued(b *Backplane) int {
+	b.pub.mu.Lock()
+	defer b.pub.mu.Unlock()
+	return len(b.pub.queue)
+}
