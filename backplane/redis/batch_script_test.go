@@ -40,33 +40,36 @@ func TestBatchIsOneScriptCall(t *testing.T) {
 	if err := c.ConfigResetStat(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	// queued waits until the queue holds n publishes.
-	queued := func(n int) {
+	// waiting waits until n publishes are queued and idle senders wait.
+	waiting := func(n, idle int) {
 		t.Helper()
 		for {
-			l := fanoutredis.Queued(b)
-			if l == n {
+			q, i := fanoutredis.Waiting(b)
+			if q == n && i == idle {
 				return
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("%d publishes queued, want %d", l, n)
+				t.Fatalf("%d publishes queued and %d senders waiting, want %d and %d", q, i, n, idle)
 			}
 			time.Sleep(time.Millisecond)
 		}
 	}
+	waiting(0, 1) // the sender is back, waiting for publishes
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	// Redis runs again before the backplane closes, whatever happens.
+	t.Cleanup(func() { srv.Continue() })
 	const rest = 63
 	positions := make([]fanout.Position, 1+rest)
 	errs := make([]error, 1+rest)
 	var wg sync.WaitGroup
 	wg.Go(func() { positions[0], errs[0] = publish("t0") })
-	queued(0) // the sender took it, and waits for Redis
+	waiting(0, 0) // the sender took it, and waits for Redis
 	for i := 1; i <= rest; i++ {
 		wg.Go(func() { positions[i], errs[i] = publish(fmt.Sprint("t", i%4)) })
 	}
-	queued(rest)
+	waiting(rest, 0)
 	if err := srv.Continue(); err != nil {
 		t.Fatal(err)
 	}

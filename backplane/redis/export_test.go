@@ -33,9 +33,10 @@ const DefaultIdempotencyWindow = defaultIdempotencyWindow
 // first publish.
 func SetPipelines(b *Backplane, n int) { b.pub.pipelines = n }
 
-// Queued returns how many publishes wait for a sender.
-func Queued(b *Backplane) int {
+// Waiting returns how many publishes wait for a sender, and how many
+// senders wait for publishes.
+func Waiting(b *Backplane) (queued, idle int) {
 	b.pub.mu.Lock()
 	defer b.pub.mu.Unlock()
-	return len(b.pub.queue)
+	return len(b.pub.queue), b.pub.idle
 }
