@@ -116,15 +116,15 @@ type batcher struct {
 	minWait   time.Duration
 	maxWait   time.Duration
 
-	// wake carries a token to a sender that waits for publishes, one
-	// per sender that do took from idle.
+	// wake carries a token to the senders that wait for publishes; a
+	// token still there when do would send another wakes one already.
 	wake chan struct{}
 	stop chan struct{} // closed by close
 
 	mu      sync.Mutex // guards the fields below
 	queue   []*publishReq
 	senders int // running, at most pipelines
-	idle    int // senders that wait for publishes, with no token on its way
+	idle    int // senders that wait for publishes
 	closed  bool
 	wg      sync.WaitGroup // senders
 }
@@ -165,8 +165,10 @@ func (q *batcher) do(r *publishReq) (publishRes, error) {
 	q.queue = append(q.queue, r)
 	switch {
 	case q.idle > 0:
-		q.idle--
-		q.wake <- struct{}{}
+		select {
+		case q.wake <- struct{}{}:
+		default: // a token waits already
+		}
 	case q.senders < q.pipelines:
 		q.senders++
 		q.wg.Add(1)
@@ -214,11 +216,9 @@ func (q *batcher) take() []*publishReq {
 			break
 		}
 		n++
-		if err := r.ctx.Err(); err != nil {
-			r.done <- publishRes{err: err}
-			continue
+		if !abandoned(r) {
+			batch = append(batch, r)
 		}
-		batch = append(batch, r)
 	}
 	clear(q.queue[:n])
 	q.queue = q.queue[n:]
@@ -233,14 +233,22 @@ func (q *batcher) take() []*publishReq {
 func (q *batcher) dropAbandoned() {
 	kept := q.queue[:0]
 	for _, r := range q.queue {
-		if err := r.ctx.Err(); err != nil {
-			r.done <- publishRes{err: err}
-			continue
+		if !abandoned(r) {
+			kept = append(kept, r)
 		}
-		kept = append(kept, r)
 	}
 	clear(q.queue[len(kept):])
 	q.queue = kept
+}
+
+// abandoned answers r with its context's error and reports true when its
+// caller gave up.
+func abandoned(r *publishReq) bool {
+	err := r.ctx.Err()
+	if err != nil {
+		r.done <- publishRes{err: err}
+	}
+	return err != nil
 }
 
 // requeue puts publishes back at the head of the queue.
@@ -285,17 +293,10 @@ func (q *batcher) send() {
 		select {
 		case <-q.wake:
 		case <-q.stop:
-			q.mu.Lock()
-			if q.idle > 0 {
-				q.idle--
-			} else {
-				// do took this sender's place: its token is in wake.
-				q.mu.Unlock()
-				<-q.wake
-				continue
-			}
-			q.mu.Unlock()
 		}
+		q.mu.Lock()
+		q.idle--
+		q.mu.Unlock()
 	}
 }
 

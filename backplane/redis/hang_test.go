@@ -18,7 +18,7 @@ const watchdog = 60 * time.Second
 
 // privateRedis starts a redis-server that only this test uses, so that it
 // may kill, stop and restart it.
-func privateRedis(t *testing.T, o *chaos.RedisOptions) *chaos.Server {
+func privateRedis(t testing.TB, o *chaos.RedisOptions) *chaos.Server {
 	t.Helper()
 	s, err := chaos.StartRedis(t.TempDir(), o)
 	if err != nil {

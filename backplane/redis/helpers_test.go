@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,4 +67,38 @@ func deleteKeys(c goredis.UniversalClient, pattern string) error {
 		return c.Del(ctx, batch...).Err()
 	}
 	return nil
+}
+
+// infoField returns a field of a section of Redis's INFO, "" when the
+// section has none.
+func infoField(t testing.TB, c *goredis.Client, section, field string) string {
+	t.Helper()
+	text, err := c.Info(context.Background(), section).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(text, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// scriptCalls returns how many EVALSHA calls Redis ran since its
+// statistics were last reset, and the µs it spent in them (INFO
+// commandstats).
+func scriptCalls(t testing.TB, c *goredis.Client) (calls, usec float64) {
+	t.Helper()
+	for _, kv := range strings.Split(infoField(t, c, "commandstats", "cmdstat_evalsha"), ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		f, _ := strconv.ParseFloat(v, 64)
+		switch k {
+		case "calls":
+			calls = f
+		case "usec":
+			usec = f
+		}
+	}
+	return calls, usec
 }

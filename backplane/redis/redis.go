@@ -473,9 +473,8 @@ func (b *Backplane) Publish(ctx context.Context, m *fanout.Message, idempotencyK
 	if err != nil {
 		return fanout.Position{}, fmt.Errorf("redis backplane: publish: unexpected position %q", res.pos)
 	}
-	created := res.created
 	pos := fanout.Position{Epoch: epoch, Seq: seq}
-	if created == 1 || idempotencyKey == "" {
+	if res.created == 1 || idempotencyKey == "" {
 		// A publish without a key that found its own ID was stored by
 		// an earlier copy of this very call, which go-redis retried.
 		m.Position = pos
